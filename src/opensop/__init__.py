@@ -1,0 +1,1 @@
+"""OpenSOP: a durable engine for Standard Operating Procedures."""
