@@ -1,0 +1,90 @@
+"""The HTTP application: one factory, one error envelope, thin routes over the service."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from opensop.api import routes_instances, routes_processes, routes_system, routes_tokens
+from opensop.api.context import ApiContext
+from opensop.config import Settings
+from opensop.errors import ErrorCode, OpenSOPError
+from opensop.service import Service
+
+log = logging.getLogger("opensop.api")
+
+
+def create_app(service: Service, settings: Settings) -> FastAPI:
+    app = FastAPI(
+        title="OpenSOP engine",
+        version="0.1.0",
+        description="Start, watch and advance Standard Operating Procedures over HTTP.",
+        docs_url="/docs",
+        redoc_url=None,
+        openapi_url="/openapi.json",
+    )
+    app.state.context = ApiContext(service=service, settings=settings)
+    _install_error_handlers(app)
+    app.include_router(routes_system.router)
+    app.include_router(routes_tokens.router)
+    app.include_router(routes_processes.router)
+    app.include_router(routes_instances.router)
+    return app
+
+
+def error_response(error: OpenSOPError, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(error.to_body(), status_code=error.status, headers=headers)
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(OpenSOPError)
+    async def handle_known(request: Request, error: OpenSOPError) -> JSONResponse:
+        return error_response(error)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def handle_http(request: Request, error: StarletteHTTPException) -> JSONResponse:
+        if error.status_code == 404:
+            body = {"error": ErrorCode.NOT_FOUND.value, "message": "No such route."}
+        elif error.status_code == 405:
+            body = {
+                "error": ErrorCode.METHOD_NOT_ALLOWED.value,
+                "message": f"{request.method} is not allowed on {request.url.path}.",
+            }
+        else:
+            body = {"error": ErrorCode.INVALID_PAYLOAD.value, "message": str(error.detail)}
+        return JSONResponse(body, status_code=error.status_code, headers=error.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def handle_validation(request: Request, error: RequestValidationError) -> JSONResponse:
+        details: list[dict[str, Any]] = [
+            {
+                "field": ".".join(str(part) for part in item["loc"][1:]) or str(item["loc"][0]),
+                "code": "invalid_value",
+                "message": item["msg"],
+            }
+            for item in error.errors()
+        ]
+        body = {
+            "error": ErrorCode.INVALID_QUERY.value,
+            "message": "A query or path parameter is invalid.",
+            "details": details,
+        }
+        return JSONResponse(body, status_code=422)
+
+    @app.exception_handler(Exception)
+    async def handle_unexpected(request: Request, error: Exception) -> JSONResponse:
+        request_id = uuid.uuid4().hex
+        log.exception("internal error (request %s) on %s %s", request_id, request.method,
+                      request.url.path)
+        body = {
+            "error": ErrorCode.INTERNAL_ERROR.value,
+            "message": f"An internal error occurred (request {request_id}).",
+            "request_id": request_id,
+        }
+        return JSONResponse(body, status_code=500)

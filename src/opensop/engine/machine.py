@@ -1,0 +1,409 @@
+"""The engine: a pure state machine over one instance.
+
+    (instance, definition, command, now) ──▶ Transition(instance', changed steps, events)
+
+No I/O happens here: the service loads the instance, calls one of the functions below,
+and writes the transition back in one transaction together with its events.
+
+Steps run in definition order, one at a time. Internal work (conditions, skipping,
+activating human steps, literal outputs, exit_when, process outputs) happens at once
+inside the same call; the machine stops at the first step that waits for the outside.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from functools import lru_cache
+from typing import Any
+
+from opensop.definition import models
+from opensop.definition.expressions import Condition, parse_condition
+from opensop.definition.references import MISSING, UnresolvedReference, parse_reference, resolve
+from opensop.definition.templates import Template, parse_template
+from opensop.engine.records import Event, InstanceRun, StepRun, Transition
+from opensop.engine.states import InstanceState, StepState, SubState
+from opensop.errors import InvalidTransition
+
+# Sub-states in which a person, agent or worker completes the step by submitting.
+SUBMITTABLE = frozenset(
+    {
+        SubState.WAITING_FOR_INPUT,
+        SubState.WAITING_FOR_APPROVAL,
+        SubState.ESCALATED,
+        SubState.WAITING_FOR_WORKER,
+    }
+)
+
+_OWN_OUTPUTS = ("outputs",)
+
+
+def new_instance(
+    *,
+    instance_id: str,
+    workspace_id: str,
+    definition: models.ProcessDefinition,
+    inputs: dict[str, Any],
+    metadata: dict[str, Any] | None,
+    now: datetime,
+    trigger_payload: Any = None,
+) -> InstanceRun:
+    steps = {
+        step.id: StepRun(step_id=step.id, position=index, type=step.step_type.value)
+        for index, step in enumerate(definition.steps)
+    }
+    return InstanceRun(
+        id=instance_id,
+        workspace_id=workspace_id,
+        process_name=definition.name,
+        process_version=definition.version,
+        state=InstanceState.RUNNING,
+        inputs=inputs,
+        started_at=now,
+        steps=steps,
+        metadata=metadata,
+        trigger_payload=trigger_payload,
+    )
+
+
+def start(
+    instance: InstanceRun, definition: models.ProcessDefinition, now: datetime, actor: str | None
+) -> Transition:
+    """Begin a freshly created instance and run it to its first waiting step."""
+    transition = Transition(instance, changed_steps=set(instance.steps))
+    transition.events.append(Event("instance.started", actor=actor))
+    _advance(transition, definition, now)
+    return transition
+
+
+def submit(
+    instance: InstanceRun,
+    definition: models.ProcessDefinition,
+    step_id: str,
+    outputs: dict[str, Any],
+    *,
+    decided_by: str | None,
+    confidence: float | None,
+    now: datetime,
+    actor: str | None,
+) -> Transition:
+    """Complete a waiting step with outputs already validated against its declaration."""
+    run = instance.steps[step_id]
+    ensure_submittable(instance, run)
+    transition = Transition(instance)
+    step = definition.step(step_id)
+    run.outputs = outputs
+    run.decided_by = decided_by
+    run.confidence = confidence
+    _finish_step(transition, step, run, now, actor=actor or decided_by)
+    _after_step(transition, definition, step, run, now)
+    return transition
+
+
+def cancel(instance: InstanceRun, reason: str | None, now: datetime, actor: str | None) -> (
+    Transition
+):
+    if instance.state.is_terminal:
+        raise InvalidTransition(f"The instance is already {instance.state}; it cannot be cancelled.")
+    transition = Transition(instance)
+    for run in instance.step_runs():
+        if run.state in (StepState.PENDING, StepState.ACTIVE):
+            run.state = StepState.SKIPPED
+            run.sub_state = None
+            run.completed_at = now
+            transition.changed_steps.add(run.step_id)
+            transition.events.append(
+                Event("step.skipped", run.step_id, actor, {"reason": "instance cancelled"})
+            )
+    instance.state = InstanceState.CANCELLED
+    instance.completed_at = now
+    instance.error = {"code": "cancelled", "message": reason or "Cancelled on request."}
+    transition.events.append(Event("instance.cancelled", actor=actor, data={"reason": reason}))
+    return transition
+
+
+def ensure_submittable(instance: InstanceRun, run: StepRun) -> None:
+    if instance.state.is_terminal:
+        raise InvalidTransition(
+            f"The instance is {instance.state}; its steps can no longer be submitted."
+        )
+    if run.state is not StepState.ACTIVE or run.sub_state not in SUBMITTABLE:
+        waiting = f" ({run.sub_state})" if run.sub_state else ""
+        raise InvalidTransition(
+            f"Step '{run.step_id}' is {run.state}{waiting}; only a step waiting for input, "
+            "approval, an escalation or a worker can be submitted."
+        )
+
+
+# -- the advance loop ------------------------------------------------------------------
+
+
+def _advance(transition: Transition, definition: models.ProcessDefinition, now: datetime) -> None:
+    """Run internal work from the first pending step until something must wait."""
+    instance = transition.instance
+    for step in definition.steps:
+        run = instance.steps[step.id]
+        if run.state is StepState.ACTIVE:
+            return  # still waiting on the outside
+        if run.state is not StepState.PENDING:
+            continue
+        context = build_context(instance)
+        if step.condition is not None and not _condition(step.condition).evaluate(context):
+            _skip(transition, run, now, "condition is false")
+            continue
+        try:
+            run.inputs = resolve_step_inputs(step, context)
+        except UnresolvedReference as error:
+            _fail_step(transition, step, run, now, "unresolved_reference",
+                       f"input reference '{error.reference}' did not resolve")
+            if instance.state.is_terminal:
+                return
+            continue
+        _activate(transition, step, run, now)
+        if run.state is StepState.ACTIVE:
+            return
+        if not _after_step(transition, definition, step, run, now, advance=False):
+            return
+    _complete(transition, definition, now)
+
+
+def _after_step(
+    transition: Transition,
+    definition: models.ProcessDefinition,
+    step: models.StepBase,
+    run: StepRun,
+    now: datetime,
+    *,
+    advance: bool = True,
+) -> bool:
+    """Apply exit_when after a step finished; continue unless the instance ended."""
+    instance = transition.instance
+    if instance.state.is_terminal:
+        return False
+    if (
+        run.state is StepState.COMPLETED
+        and step.exit_when is not None
+        and _condition(step.exit_when).evaluate(
+            {**build_context(instance), "outputs": run.outputs or {}}, bare_root=_OWN_OUTPUTS
+        )
+    ):
+        _exit_early(transition, definition, step, run, now)
+        return False
+    if advance:
+        _advance(transition, definition, now)
+    return True
+
+
+def _activate(
+    transition: Transition, step: models.StepBase, run: StepRun, now: datetime
+) -> None:
+    run.started_at = now
+    run.attempt += 1
+    transition.changed_steps.add(run.step_id)
+    if isinstance(step, models.AutomatedStep) and step.run is None and _has_literal_outputs(step):
+        try:
+            run.outputs = _literal_outputs(step, build_context(transition.instance))
+        except UnresolvedReference as error:
+            _fail_step(transition, step, run, now, "unresolved_reference",
+                       f"output reference '{error.reference}' did not resolve")
+            return
+        _finish_step(transition, step, run, now, actor="engine")
+        return
+    run.state = StepState.ACTIVE
+    run.sub_state = waiting_sub_state(step)
+    transition.events.append(
+        Event("step.activated", run.step_id, "engine", {"sub_state": str(run.sub_state)})
+    )
+
+
+def waiting_sub_state(step: models.StepBase) -> SubState:
+    """What a step waits for once active (for the step types the engine runs today)."""
+    if isinstance(step, models.FormStep):
+        return SubState.WAITING_FOR_INPUT
+    if isinstance(step, models.ApprovalStep):
+        return SubState.WAITING_FOR_APPROVAL
+    if isinstance(step, models.JudgmentStep):
+        # No agent is configured on this server: a person decides.
+        return SubState.ESCALATED
+    if isinstance(step, models.AutomatedStep) and step.run is None:
+        return SubState.WAITING_FOR_WORKER
+    raise AssertionError(f"step type {step.step_type} is refused at registration")
+
+
+def _finish_step(
+    transition: Transition,
+    step: models.StepBase,
+    run: StepRun,
+    now: datetime,
+    *,
+    actor: str | None,
+) -> None:
+    run.state = StepState.COMPLETED
+    run.sub_state = None
+    run.error = None
+    run.completed_at = now
+    transition.changed_steps.add(run.step_id)
+    data: dict[str, Any] = {"outputs": run.outputs}
+    if run.decided_by is not None:
+        data["decided_by"] = run.decided_by
+    if run.confidence is not None:
+        data["confidence"] = run.confidence
+    transition.events.append(Event("step.completed", run.step_id, actor, data))
+
+
+def _fail_step(
+    transition: Transition,
+    step: models.StepBase,
+    run: StepRun,
+    now: datetime,
+    code: str,
+    message: str,
+) -> None:
+    run.state = StepState.FAILED
+    run.sub_state = None
+    run.completed_at = now
+    run.error = {"code": code, "message": message}
+    transition.changed_steps.add(run.step_id)
+    transition.events.append(Event("step.failed", run.step_id, "engine", dict(run.error)))
+    if step.continue_on_error:
+        return
+    instance = transition.instance
+    instance.state = InstanceState.FAILED
+    instance.completed_at = now
+    instance.error = {"step_id": run.step_id, "code": code, "message": message}
+    transition.events.append(Event("instance.failed", actor="engine", data=dict(instance.error)))
+
+
+def _skip(transition: Transition, run: StepRun, now: datetime, reason: str) -> None:
+    run.state = StepState.SKIPPED
+    run.sub_state = None
+    run.completed_at = now
+    transition.changed_steps.add(run.step_id)
+    transition.events.append(Event("step.skipped", run.step_id, "engine", {"reason": reason}))
+
+
+def _exit_early(
+    transition: Transition,
+    definition: models.ProcessDefinition,
+    step: models.StepBase,
+    run: StepRun,
+    now: datetime,
+) -> None:
+    instance = transition.instance
+    for other in instance.step_runs():
+        if other.state is StepState.PENDING:
+            _skip(transition, other, now, f"exit_when of step '{step.id}'")
+    context = {**build_context(instance), "outputs": run.outputs or {}}
+    extra: dict[str, Any] = {}
+    for name, value in (step.exit_outputs or {}).items():
+        extra[name] = _render_lenient(value, context)
+    transition.events.append(Event("instance.exited", step.id, "engine", {"outputs": extra}))
+    _complete(transition, definition, now, extra_outputs=extra)
+
+
+def _complete(
+    transition: Transition,
+    definition: models.ProcessDefinition,
+    now: datetime,
+    *,
+    extra_outputs: Mapping[str, Any] | None = None,
+) -> None:
+    instance = transition.instance
+    outputs = process_outputs(definition, instance)
+    outputs.update(extra_outputs or {})
+    instance.outputs = outputs
+    instance.state = InstanceState.COMPLETED
+    instance.completed_at = now
+    transition.events.append(Event("instance.completed", actor="engine", data={"outputs": outputs}))
+
+
+# -- values ------------------------------------------------------------------------------
+
+
+def build_context(instance: InstanceRun) -> dict[str, Any]:
+    """The data references read: inputs, step outputs, trigger payload, instance facts."""
+    return {
+        "process": {"inputs": instance.inputs},
+        "steps": {
+            run.step_id: {"outputs": run.outputs if run.outputs is not None else {}}
+            for run in instance.steps.values()
+            if run.state is StepState.COMPLETED or run.outputs is not None
+        },
+        "trigger": {"payload": instance.trigger_payload},
+        "instance": {
+            "id": instance.id,
+            "started_at": instance.started_at.isoformat().replace("+00:00", "Z"),
+            "process": instance.process_name,
+            "version": instance.process_version,
+            "metadata": instance.metadata or {},
+        },
+    }
+
+
+def resolve_step_inputs(step: models.StepBase, context: Mapping[str, Any]) -> dict[str, Any]:
+    """Inputs from references and templates. A reference to a skipped step's output or an
+    absent optional input resolves to the declared default (or null); a malformed or
+    impossible path raises UnresolvedReference."""
+    values: dict[str, Any] = {}
+    for step_input in step.inputs:
+        if step_input.from_ is not None:
+            value = resolve(_reference(step_input.from_), context)
+            values[step_input.name] = step_input.default if value is MISSING else value
+        elif step_input.value is not None:
+            values[step_input.name] = _render(step_input.value, context)
+        else:
+            values[step_input.name] = step_input.default
+    return values
+
+
+def process_outputs(
+    definition: models.ProcessDefinition, instance: InstanceRun
+) -> dict[str, Any]:
+    context = build_context(instance)
+    outputs: dict[str, Any] = {}
+    for declared in definition.outputs:
+        if declared.from_ is None:
+            continue
+        value = resolve(_reference(declared.from_), context)
+        outputs[declared.name] = None if value is MISSING else value
+    return outputs
+
+
+def _has_literal_outputs(step: models.StepBase) -> bool:
+    return bool(step.outputs) and all(output.value is not None for output in step.outputs)
+
+
+def _literal_outputs(step: models.StepBase, context: Mapping[str, Any]) -> dict[str, Any]:
+    return {output.name: _render(output.value, context) for output in step.outputs}
+
+
+def _render(value: Any, context: Mapping[str, Any]) -> Any:
+    if isinstance(value, str):
+        return _template(value).render(context)
+    if isinstance(value, dict):
+        return {key: _render(item, context) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_render(item, context) for item in value]
+    return value
+
+
+def _render_lenient(value: Any, context: Mapping[str, Any]) -> Any:
+    try:
+        return _render(value, context)
+    except UnresolvedReference:
+        return None
+
+
+@lru_cache(maxsize=4096)
+def _condition(text: str) -> Condition:
+    return parse_condition(text)
+
+
+@lru_cache(maxsize=4096)
+def _template(text: str) -> Template:
+    return parse_template(text)
+
+
+@lru_cache(maxsize=4096)
+def _reference(text: str) -> Any:
+    return parse_reference(text.strip())

@@ -1,0 +1,495 @@
+"""Use cases: the only door the API, the CLI and background work go through.
+
+Each use case is one database transaction: it loads what it needs, asks the pure engine
+what happens, and writes the new state together with its event rows. On SQLite a write
+transaction takes the database write lock at BEGIN; on PostgreSQL the instance row is
+locked with SELECT ... FOR UPDATE. Either way, two actions on one instance are serialized.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import OrderedDict
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from ulid import ULID
+
+from opensop import auth
+from opensop.auth import Principal, Scope
+from opensop.clock import Clock
+from opensop.definition import models
+from opensop.definition.expressions import parse_condition
+from opensop.definition.fields import Field, FieldType
+from opensop.definition.loader import Profile, load_definition
+from opensop.definition.problems import DefinitionError
+from opensop.definition.values import apply_defaults, validate_values
+from opensop.engine import capabilities, machine
+from opensop.engine.records import InstanceRun, StepRun
+from opensop.engine.states import InstanceState
+from opensop.errors import (
+    Forbidden,
+    IdempotencyConflict,
+    InvalidDefinition,
+    InvalidInputs,
+    NotFound,
+    Unauthorized,
+    VersionConflict,
+)
+from opensop.store import instances as instance_store
+from opensop.store import processes as process_store
+from opensop.store import tokens as token_store
+from opensop.store.database import Database
+from opensop.store.instances import InstanceSummary, PendingWork, StoredInstance
+from opensop.store.processes import ProcessRecord
+
+_DEFINITION_CACHE_SIZE = 1024
+# last_used_at is advisory: writing it on every request would turn reads into writes.
+_TOKEN_TOUCH_INTERVAL = timedelta(seconds=60)
+
+
+@dataclass(frozen=True)
+class Registration:
+    process: ProcessRecord
+    definition: models.ProcessDefinition
+    created: bool
+
+
+@dataclass(frozen=True)
+class InstanceView:
+    """An instance with the definition it runs on (for step names and links)."""
+
+    run: InstanceRun
+    definition: models.ProcessDefinition
+
+
+@dataclass(frozen=True)
+class Started:
+    view: InstanceView
+    created: bool
+
+
+@dataclass(frozen=True)
+class Submitted:
+    step: StepRun
+    view: InstanceView
+
+
+@dataclass(frozen=True)
+class NewToken:
+    record: token_store.TokenRecord
+    secret: str
+
+
+class Service:
+    def __init__(self, db: Database, clock: Clock) -> None:
+        self.db = db
+        self.clock = clock
+        self._definitions: OrderedDict[int, models.ProcessDefinition] = OrderedDict()
+        self._touched: dict[str, datetime] = {}
+
+    def store_answers(self) -> bool:
+        try:
+            with self.db.read() as conn:
+                conn.execute(sa.text("SELECT 1"))
+        except sa.exc.SQLAlchemyError:
+            return False
+        return True
+
+    # -- tokens ------------------------------------------------------------------------
+
+    def authenticate(self, secret: str | None) -> Principal:
+        if not secret or not auth.plausible_token(secret):
+            raise Unauthorized()
+        digest = auth.hash_secret(secret)
+        now = self.clock.now()
+        with self.db.read() as conn:
+            record = token_store.find_live_token(conn, digest)
+        if record is None:
+            raise Unauthorized()
+        last = self._touched.get(record.id)
+        if last is None or now - last > _TOKEN_TOUCH_INTERVAL:
+            self._touched[record.id] = now
+            with self.db.write() as conn:
+                token_store.touch_token(conn, record.id, now)
+        return Principal(
+            record.id, record.workspace_id, record.name, frozenset(Scope(s) for s in record.scopes)
+        )
+
+    def create_token(
+        self, workspace_id: str, name: str, scopes: list[str] | None, secret: str | None = None
+    ) -> NewToken:
+        """A new token; ``secret`` lets an operator bootstrap a known token."""
+        try:
+            scope_names = auth.parse_scopes(scopes)
+        except ValueError as error:
+            raise InvalidInputs(
+                str(error), [{"field": "scopes", "code": "not_in_enum",
+                              "expected": [s.value for s in Scope]}]
+            ) from None
+        secret = secret or auth.new_secret()
+        now = self.clock.now()
+        with self.db.write() as conn:
+            token_store.ensure_workspace(conn, workspace_id, now)
+            existing = token_store.find_live_token(conn, auth.hash_secret(secret))
+            if existing is not None:
+                return NewToken(existing, secret)
+            record = token_store.insert_token(
+                conn,
+                token_id=str(ULID()),
+                workspace_id=workspace_id,
+                name=name,
+                prefix=secret[: auth.DISPLAY_PREFIX_LENGTH],
+                secret_hash=auth.hash_secret(secret),
+                scopes=scope_names,
+                now=now,
+            )
+        return NewToken(record, secret)
+
+    def list_tokens(self, principal: Principal) -> list[token_store.TokenRecord]:
+        require(principal, Scope.ADMIN)
+        with self.db.read() as conn:
+            return token_store.list_tokens(conn, principal.workspace_id)
+
+    def revoke_token(self, principal: Principal, token_id: str) -> None:
+        require(principal, Scope.ADMIN)
+        with self.db.write() as conn:
+            if not token_store.revoke_token(conn, principal.workspace_id, token_id,
+                                            self.clock.now()):
+                raise NotFound("No token with that id in this workspace.")
+
+    # -- processes ---------------------------------------------------------------------
+
+    def register(
+        self,
+        principal: Principal,
+        data: bytes,
+        *,
+        filename: str = "<upload>",
+        base_dir: Path | None = None,
+    ) -> Registration:
+        require(principal, Scope.REGISTER)
+        return self.register_in(principal.workspace_id, data, filename=filename,
+                                base_dir=base_dir)
+
+    def register_in(
+        self, workspace_id: str, data: bytes, *, filename: str, base_dir: Path | None
+    ) -> Registration:
+        try:
+            definition = load_definition(data, filename=filename, profile=Profile.SERVER)
+        except DefinitionError as error:
+            raise InvalidDefinition(
+                f"The process definition is invalid: {error}",
+                [problem.to_json() for problem in error.problems],
+            ) from None
+        refused = capabilities.unsupported_steps(definition)
+        if refused:
+            raise InvalidDefinition(
+                f"The process definition is invalid: {refused[0]['message']}", refused
+            )
+        normalized = definition.to_json()
+        content_hash = hashlib.sha256(
+            json.dumps(normalized, sort_keys=True, separators=(",", ":")).encode()
+        ).hexdigest()
+        now = self.clock.now()
+        with self.db.write() as conn:
+            token_store.ensure_workspace(conn, workspace_id, now)
+            existing = process_store.find_version(
+                conn, workspace_id, definition.name, definition.version
+            )
+            if existing is not None:
+                if existing.content_hash != content_hash:
+                    raise VersionConflict(
+                        f"{definition.name} {definition.version} is already published with "
+                        "different content; publish it under a new version."
+                    )
+                return Registration(existing, definition, created=False)
+            record = process_store.insert_process(
+                conn,
+                workspace_id=workspace_id,
+                name=definition.name,
+                version=definition.version,
+                definition=normalized,
+                source=data.decode("utf-8", errors="replace"),
+                content_hash=content_hash,
+                base_dir=str(base_dir) if base_dir else None,
+                now=now,
+            )
+        self._remember(record.id, definition)
+        return Registration(record, definition, created=True)
+
+    def list_processes(self, principal: Principal) -> list[tuple[ProcessRecord,
+                                                                  models.ProcessDefinition]]:
+        require(principal, Scope.VIEW)
+        with self.db.read() as conn:
+            records = process_store.list_latest(conn, principal.workspace_id)
+        return [(record, self._definition_of(record)) for record in records]
+
+    def process_definition(
+        self, principal: Principal, name: str, version: str | None
+    ) -> tuple[ProcessRecord, models.ProcessDefinition]:
+        require(principal, Scope.VIEW)
+        with self.db.read() as conn:
+            if version is None:
+                record = process_store.find_latest(conn, principal.workspace_id, name)
+            else:
+                record = process_store.find_version(conn, principal.workspace_id, name, version)
+        if record is None:
+            what = f"version {version} of " if version else ""
+            raise NotFound(f"No published {what}process named '{name}'.")
+        return record, self._definition_of(record)
+
+    # -- instances ---------------------------------------------------------------------
+
+    def start(
+        self,
+        principal: Principal,
+        name: str,
+        body: Mapping[str, Any],
+        *,
+        idempotency_key: str | None = None,
+    ) -> Started:
+        require(principal, Scope.START)
+        inputs = body.get("inputs")
+        metadata = body.get("metadata")
+        if not isinstance(inputs, dict):
+            raise InvalidInputs(
+                "`inputs` must be a JSON object.",
+                [{"field": "inputs", "code": "required" if inputs is None else "type_mismatch",
+                  "expected": "object"}],
+            )
+        if metadata is not None and not isinstance(metadata, dict):
+            raise InvalidInputs(
+                "`metadata` must be a JSON object.",
+                [{"field": "metadata", "code": "type_mismatch", "expected": "object"}],
+            )
+        request_hash = _request_hash(body) if idempotency_key else None
+        now = self.clock.now()
+        with self.db.write() as conn:
+            process_id = process_store.find_latest_id(conn, principal.workspace_id, name)
+            if process_id is None:
+                raise NotFound(f"No published process named '{name}'.")
+            definition = self._definition_by_id(conn, process_id)
+            filled = apply_defaults(definition.inputs, inputs)
+            _raise_on_violations(definition.inputs, filled, "inputs")
+            if idempotency_key is not None:
+                existing_id = instance_store.find_by_idempotency_key(
+                    conn, principal.workspace_id, idempotency_key
+                )
+                if existing_id is not None:
+                    stored = instance_store.load_instance(conn, principal.workspace_id,
+                                                          existing_id)
+                    assert stored is not None
+                    if stored.request_hash != request_hash:
+                        raise IdempotencyConflict()
+                    view = InstanceView(stored.run, self._definition_by_id(conn, stored.process_id))
+                    return Started(view, created=False)
+            run = machine.new_instance(
+                instance_id=str(ULID.from_datetime(now)),
+                workspace_id=principal.workspace_id,
+                definition=definition,
+                inputs=filled,
+                metadata=metadata,
+                now=now,
+            )
+            transition = machine.start(run, definition, now, principal.actor)
+            instance_store.insert_instance(
+                conn,
+                transition,
+                process_id=process_id,
+                idempotency_key=idempotency_key,
+                request_hash=request_hash,
+                now=now,
+            )
+        return Started(InstanceView(transition.instance, definition), created=True)
+
+    def get_instance(self, principal: Principal, name: str, instance_id: str) -> InstanceView:
+        require(principal, Scope.VIEW)
+        with self.db.read() as conn:
+            stored = self._load(conn, principal, name, instance_id)
+            return InstanceView(stored.run, self._definition_by_id(conn, stored.process_id))
+
+    def submit(
+        self,
+        principal: Principal,
+        name: str,
+        instance_id: str,
+        step_id: str,
+        body: Mapping[str, Any],
+    ) -> Submitted:
+        require(principal, Scope.ADVANCE)
+        outputs = body.get("outputs", {})
+        decided_by = body.get("decided_by")
+        confidence = body.get("confidence")
+        _check_submission_shape(outputs, decided_by, confidence)
+        now = self.clock.now()
+        with self.db.write() as conn:
+            stored = self._load(conn, principal, name, instance_id, for_update=True)
+            run = stored.run
+            step_run = run.steps.get(step_id)
+            if step_run is None:
+                raise NotFound(f"Instance {instance_id} has no step '{step_id}'.")
+            machine.ensure_submittable(run, step_run)
+            definition = self._definition_by_id(conn, stored.process_id)
+            step = definition.step(step_id)
+            _raise_on_violations(submission_fields(step), outputs, "outputs")
+            transition = machine.submit(
+                run,
+                definition,
+                step_id,
+                dict(outputs),
+                decided_by=decided_by or principal.actor,
+                confidence=float(confidence) if confidence is not None else None,
+                now=now,
+                actor=principal.actor,
+            )
+            instance_store.save_transition(conn, stored, transition, now)
+        view = InstanceView(transition.instance, definition)
+        return Submitted(transition.instance.steps[step_id], view)
+
+    def cancel(
+        self, principal: Principal, name: str, instance_id: str, reason: str | None
+    ) -> InstanceView:
+        require(principal, Scope.CANCEL)
+        now = self.clock.now()
+        with self.db.write() as conn:
+            stored = self._load(conn, principal, name, instance_id, for_update=True)
+            transition = machine.cancel(stored.run, reason, now, principal.actor)
+            instance_store.save_transition(conn, stored, transition, now)
+            definition = self._definition_by_id(conn, stored.process_id)
+        return InstanceView(transition.instance, definition)
+
+    def list_instances(
+        self,
+        principal: Principal,
+        *,
+        process_name: str | None,
+        state: InstanceState | None,
+        limit: int,
+        offset: int,
+        after: str | None,
+    ) -> tuple[list[InstanceSummary], int]:
+        require(principal, Scope.VIEW)
+        with self.db.read() as conn:
+            return instance_store.list_instances(
+                conn,
+                principal.workspace_id,
+                process_name=process_name,
+                state=state.value if state else None,
+                limit=limit,
+                offset=offset,
+                before_id=after,
+            )
+
+    def pending_steps(self, principal: Principal, limit: int = 500) -> list[PendingWork]:
+        require(principal, Scope.VIEW)
+        with self.db.read() as conn:
+            return instance_store.pending_worker_steps(conn, principal.workspace_id, limit)
+
+    def instance_events(
+        self, principal: Principal, name: str, instance_id: str
+    ) -> list[dict[str, Any]]:
+        require(principal, Scope.VIEW)
+        with self.db.read() as conn:
+            self._load(conn, principal, name, instance_id)
+            return instance_store.instance_events(conn, instance_id)
+
+    # -- helpers -----------------------------------------------------------------------
+
+    def _load(
+        self,
+        conn: sa.Connection,
+        principal: Principal,
+        name: str,
+        instance_id: str,
+        *,
+        for_update: bool = False,
+    ) -> StoredInstance:
+        stored = instance_store.load_instance(
+            conn, principal.workspace_id, instance_id, for_update=for_update
+        )
+        if stored is None or stored.run.process_name != name:
+            raise NotFound(f"No instance {instance_id} of process '{name}'.")
+        return stored
+
+    def _definition_of(self, record: ProcessRecord) -> models.ProcessDefinition:
+        cached = self._definitions.get(record.id)
+        if cached is None:
+            cached = models.ProcessDefinition.model_validate(record.definition)
+            self._remember(record.id, cached)
+        return cached
+
+    def _definition_by_id(self, conn: sa.Connection, process_id: int) -> models.ProcessDefinition:
+        cached = self._definitions.get(process_id)
+        if cached is not None:
+            return cached
+        return self._definition_of(process_store.get_by_id(conn, process_id))
+
+    def _remember(self, process_id: int, definition: models.ProcessDefinition) -> None:
+        # Published versions are immutable, so a cached definition never goes stale.
+        self._definitions[process_id] = definition
+        while len(self._definitions) > _DEFINITION_CACHE_SIZE:
+            self._definitions.popitem(last=False)
+
+
+def require(principal: Principal, scope: Scope) -> None:
+    if not principal.allows(scope):
+        raise Forbidden(f"This token lacks the '{scope}' scope.")
+
+
+APPROVAL_FIELDS = (
+    Field(name="approved", type=FieldType.BOOLEAN, required=True),
+    Field(name="notes", type=FieldType.STRING),
+)
+
+
+def submission_fields(step: models.StepBase) -> tuple[Field, ...]:
+    """What a submission to this step must look like: its outputs (plus approval's own)."""
+    if isinstance(step, models.ApprovalStep):
+        declared = {field.name for field in step.outputs}
+        return tuple(f for f in APPROVAL_FIELDS if f.name not in declared) + step.outputs
+    return step.outputs
+
+
+def _required_if(expression: str, values: Mapping[str, Any]) -> bool:
+    return parse_condition(expression).evaluate({"values": dict(values)}, bare_root=("values",))
+
+
+def _raise_on_violations(fields: tuple[Field, ...], data: Any, what: str) -> None:
+    violations = validate_values(fields, data, required_if=_required_if)
+    if violations:
+        summary = "; ".join(v.message for v in violations[:3])
+        more = f" (and {len(violations) - 3} more)" if len(violations) > 3 else ""
+        raise InvalidInputs(
+            f"The {what} failed validation: {summary}{more}",
+            [violation.to_json() for violation in violations],
+        )
+
+
+def _check_submission_shape(outputs: Any, decided_by: Any, confidence: Any) -> None:
+    details: list[dict[str, Any]] = []
+    if not isinstance(outputs, dict):
+        details.append({"field": "outputs", "code": "type_mismatch", "expected": "object",
+                        "message": "outputs must be a JSON object"})
+    if decided_by is not None and (not isinstance(decided_by, str) or len(decided_by) > 255):
+        details.append({"field": "decided_by", "code": "type_mismatch", "expected": "string",
+                        "message": "decided_by must be a string of at most 255 characters"})
+    if confidence is not None and (
+        isinstance(confidence, bool)
+        or not isinstance(confidence, int | float)
+        or not 0.0 <= float(confidence) <= 1.0
+    ):
+        details.append({"field": "confidence", "code": "type_mismatch", "expected": "number 0-1",
+                        "message": "confidence must be a number between 0 and 1"})
+    if details:
+        raise InvalidInputs("The submission failed validation.", details)
+
+
+def _request_hash(body: Mapping[str, Any]) -> str:
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()

@@ -1,0 +1,279 @@
+"""Instances, their steps and their events: read whole, written as one transition."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from opensop.engine.records import Event, InstanceRun, StepRun, Transition
+from opensop.engine.states import InstanceState, StepState, SubState
+from opensop.store.tables import events, instances, steps
+
+
+@dataclass(frozen=True)
+class StoredInstance:
+    run: InstanceRun
+    process_id: int
+    revision: int
+    request_hash: str | None
+
+
+@dataclass(frozen=True)
+class InstanceSummary:
+    id: str
+    process_name: str
+    process_version: str
+    state: str
+    started_at: datetime
+    completed_at: datetime | None
+
+
+@dataclass(frozen=True)
+class PendingWork:
+    instance_id: str
+    step_id: str
+    process_name: str
+    inputs: dict[str, Any] | None
+
+
+def insert_instance(
+    conn: sa.Connection,
+    transition: Transition,
+    *,
+    process_id: int,
+    idempotency_key: str | None,
+    request_hash: str | None,
+    now: datetime,
+) -> None:
+    run = transition.instance
+    conn.execute(
+        instances.insert().values(
+            id=run.id,
+            workspace_id=run.workspace_id,
+            process_id=process_id,
+            process_name=run.process_name,
+            process_version=run.process_version,
+            state=run.state.value,
+            inputs=run.inputs,
+            outputs=run.outputs,
+            metadata=run.metadata,
+            error=run.error,
+            started_at=run.started_at,
+            completed_at=run.completed_at,
+            updated_at=now,
+            revision=1,
+            idempotency_key=idempotency_key,
+            request_hash=request_hash,
+        )
+    )
+    conn.execute(steps.insert(), [_step_row(run, step) for step in run.step_runs()])
+    _insert_events(conn, run, transition.events, now)
+
+
+def save_transition(
+    conn: sa.Connection, stored: StoredInstance, transition: Transition, now: datetime
+) -> None:
+    """Write what the transition changed; the caller holds the instance's write lock."""
+    run = transition.instance
+    result = conn.execute(
+        instances.update()
+        .where(instances.c.id == run.id, instances.c.revision == stored.revision)
+        .values(
+            state=run.state.value,
+            outputs=run.outputs,
+            error=run.error,
+            completed_at=run.completed_at,
+            updated_at=now,
+            revision=stored.revision + 1,
+        )
+    )
+    if result.rowcount != 1:  # pragma: no cover - the write lock makes this impossible
+        raise RuntimeError(f"instance {run.id} changed under a held lock")
+    for step_id in sorted(transition.changed_steps, key=lambda s: run.steps[s].position):
+        step = run.steps[step_id]
+        conn.execute(
+            steps.update()
+            .where(steps.c.instance_id == run.id, steps.c.step_id == step_id)
+            .values(_step_values(step))
+        )
+    _insert_events(conn, run, transition.events, now)
+
+
+def load_instance(
+    conn: sa.Connection, workspace_id: str, instance_id: str, *, for_update: bool = False
+) -> StoredInstance | None:
+    query = sa.select(instances).where(
+        instances.c.id == instance_id, instances.c.workspace_id == workspace_id
+    )
+    if for_update:
+        query = query.with_for_update()
+    row = conn.execute(query).first()
+    if row is None:
+        return None
+    m = row._mapping
+    step_rows = conn.execute(
+        sa.select(steps).where(steps.c.instance_id == instance_id).order_by(steps.c.position)
+    )
+    step_runs = {r.step_id: _step_run(r._mapping) for r in step_rows}
+    run = InstanceRun(
+        id=m["id"],
+        workspace_id=m["workspace_id"],
+        process_name=m["process_name"],
+        process_version=m["process_version"],
+        state=InstanceState(m["state"]),
+        inputs=m["inputs"],
+        started_at=m["started_at"],
+        steps=step_runs,
+        outputs=m["outputs"],
+        metadata=m["metadata"],
+        error=m["error"],
+        completed_at=m["completed_at"],
+    )
+    return StoredInstance(run, m["process_id"], m["revision"], m["request_hash"])
+
+
+def find_by_idempotency_key(conn: sa.Connection, workspace_id: str, key: str) -> str | None:
+    value = conn.execute(
+        sa.select(instances.c.id).where(
+            instances.c.workspace_id == workspace_id, instances.c.idempotency_key == key
+        )
+    ).scalar()
+    return str(value) if value is not None else None
+
+
+def list_instances(
+    conn: sa.Connection,
+    workspace_id: str,
+    *,
+    process_name: str | None,
+    state: str | None,
+    limit: int,
+    offset: int,
+    before_id: str | None,
+) -> tuple[list[InstanceSummary], int]:
+    """Newest first. ``before_id`` is the keyset cursor: rows older than that id."""
+    conditions = [instances.c.workspace_id == workspace_id]
+    if process_name is not None:
+        conditions.append(instances.c.process_name == process_name)
+    if state is not None:
+        conditions.append(instances.c.state == state)
+    total = conn.execute(
+        sa.select(sa.func.count()).select_from(instances).where(*conditions)
+    ).scalar_one()
+    if before_id is not None:
+        conditions.append(instances.c.id < before_id)
+    rows = conn.execute(
+        sa.select(
+            instances.c.id,
+            instances.c.process_name,
+            instances.c.process_version,
+            instances.c.state,
+            instances.c.started_at,
+            instances.c.completed_at,
+        )
+        .where(*conditions)
+        .order_by(instances.c.id.desc())
+        .limit(limit)
+        .offset(offset)
+    )
+    return [InstanceSummary(*row) for row in rows], int(total)
+
+
+def pending_worker_steps(conn: sa.Connection, workspace_id: str, limit: int) -> list[PendingWork]:
+    rows = conn.execute(
+        sa.select(steps.c.instance_id, steps.c.step_id, steps.c.process_name, steps.c.inputs)
+        .where(
+            steps.c.workspace_id == workspace_id,
+            steps.c.state == StepState.ACTIVE.value,
+            steps.c.sub_state == SubState.WAITING_FOR_WORKER.value,
+        )
+        .order_by(steps.c.instance_id, steps.c.position)
+        .limit(limit)
+    )
+    return [PendingWork(*row) for row in rows]
+
+
+def instance_events(conn: sa.Connection, instance_id: str) -> list[dict[str, Any]]:
+    rows = conn.execute(
+        sa.select(
+            events.c.id,
+            events.c.step_id,
+            events.c.type,
+            events.c.actor,
+            events.c.data,
+            events.c.created_at,
+        )
+        .where(events.c.instance_id == instance_id)
+        .order_by(events.c.id)
+    )
+    return [dict(row._mapping) for row in rows]
+
+
+def _insert_events(
+    conn: sa.Connection, run: InstanceRun, new_events: list[Event], now: datetime
+) -> None:
+    if not new_events:
+        return
+    conn.execute(
+        events.insert(),
+        [
+            {
+                "workspace_id": run.workspace_id,
+                "instance_id": run.id,
+                "step_id": event.step_id,
+                "type": event.type,
+                "actor": event.actor,
+                "data": event.data,
+                "created_at": now,
+            }
+            for event in new_events
+        ],
+    )
+
+
+def _step_values(step: StepRun) -> dict[str, Any]:
+    return {
+        "state": step.state.value,
+        "sub_state": step.sub_state.value if step.sub_state else None,
+        "inputs": step.inputs,
+        "outputs": step.outputs,
+        "decided_by": step.decided_by,
+        "confidence": step.confidence,
+        "attempt": step.attempt,
+        "error": step.error,
+        "started_at": step.started_at,
+        "completed_at": step.completed_at,
+    }
+
+
+def _step_row(run: InstanceRun, step: StepRun) -> dict[str, Any]:
+    return {
+        "instance_id": run.id,
+        "step_id": step.step_id,
+        "position": step.position,
+        "type": step.type,
+        "workspace_id": run.workspace_id,
+        "process_name": run.process_name,
+        **_step_values(step),
+    }
+
+
+def _step_run(m: Any) -> StepRun:
+    return StepRun(
+        step_id=m["step_id"],
+        position=m["position"],
+        type=m["type"],
+        state=StepState(m["state"]),
+        sub_state=SubState(m["sub_state"]) if m["sub_state"] else None,
+        inputs=m["inputs"],
+        outputs=m["outputs"],
+        decided_by=m["decided_by"],
+        confidence=m["confidence"],
+        attempt=m["attempt"],
+        error=m["error"],
+        started_at=m["started_at"],
+        completed_at=m["completed_at"],
+    )
