@@ -20,7 +20,7 @@ from typing import Any
 import sqlalchemy as sa
 from ulid import ULID
 
-from opensop import auth
+from opensop import auth, reports
 from opensop.auth import Principal, Scope
 from opensop.clock import Clock
 from opensop.definition import models
@@ -42,6 +42,7 @@ from opensop.errors import (
     VersionConflict,
 )
 from opensop.store import instances as instance_store
+from opensop.store import metrics as metric_store
 from opensop.store import processes as process_store
 from opensop.store import tokens as token_store
 from opensop.store.database import Database
@@ -129,8 +130,8 @@ class Service:
             scope_names = auth.parse_scopes(scopes)
         except ValueError as error:
             raise InvalidInputs(
-                str(error), [{"field": "scopes", "code": "not_in_enum",
-                              "expected": [s.value for s in Scope]}]
+                str(error),
+                [{"field": "scopes", "code": "not_in_enum", "expected": [s.value for s in Scope]}],
             ) from None
         secret = secret or auth.new_secret()
         now = self.clock.now()
@@ -159,8 +160,9 @@ class Service:
     def revoke_token(self, principal: Principal, token_id: str) -> None:
         require(principal, Scope.ADMIN)
         with self.db.write() as conn:
-            if not token_store.revoke_token(conn, principal.workspace_id, token_id,
-                                            self.clock.now()):
+            if not token_store.revoke_token(
+                conn, principal.workspace_id, token_id, self.clock.now()
+            ):
                 raise NotFound("No token with that id in this workspace.")
 
     # -- processes ---------------------------------------------------------------------
@@ -174,8 +176,7 @@ class Service:
         base_dir: Path | None = None,
     ) -> Registration:
         require(principal, Scope.REGISTER)
-        return self.register_in(principal.workspace_id, data, filename=filename,
-                                base_dir=base_dir)
+        return self.register_in(principal.workspace_id, data, filename=filename, base_dir=base_dir)
 
     def register_in(
         self, workspace_id: str, data: bytes, *, filename: str, base_dir: Path | None
@@ -223,8 +224,9 @@ class Service:
         self._remember(record.id, definition)
         return Registration(record, definition, created=True)
 
-    def list_processes(self, principal: Principal) -> list[tuple[ProcessRecord,
-                                                                  models.ProcessDefinition]]:
+    def list_processes(
+        self, principal: Principal
+    ) -> list[tuple[ProcessRecord, models.ProcessDefinition]]:
         require(principal, Scope.VIEW)
         with self.db.read() as conn:
             records = process_store.list_latest(conn, principal.workspace_id)
@@ -260,8 +262,13 @@ class Service:
         if not isinstance(inputs, dict):
             raise InvalidInputs(
                 "`inputs` must be a JSON object.",
-                [{"field": "inputs", "code": "required" if inputs is None else "type_mismatch",
-                  "expected": "object"}],
+                [
+                    {
+                        "field": "inputs",
+                        "code": "required" if inputs is None else "type_mismatch",
+                        "expected": "object",
+                    }
+                ],
             )
         if metadata is not None and not isinstance(metadata, dict):
             raise InvalidInputs(
@@ -282,8 +289,7 @@ class Service:
                     conn, principal.workspace_id, idempotency_key
                 )
                 if existing_id is not None:
-                    stored = instance_store.load_instance(conn, principal.workspace_id,
-                                                          existing_id)
+                    stored = instance_store.load_instance(conn, principal.workspace_id, existing_id)
                     assert stored is not None
                     if stored.request_hash != request_hash:
                         raise IdempotencyConflict()
@@ -399,6 +405,39 @@ class Service:
             self._load(conn, principal, name, instance_id)
             return instance_store.instance_events(conn, instance_id)
 
+    # -- metrics and status ------------------------------------------------------------
+
+    def metrics(
+        self, principal: Principal, *, window_seconds: float, process_name: str | None
+    ) -> dict[str, Any]:
+        require(principal, Scope.VIEW)
+        now = self.clock.now()
+        since = now - timedelta(seconds=window_seconds)
+        workspace = principal.workspace_id
+        with self.db.read() as conn:
+            return reports.metrics_report(
+                window_seconds=window_seconds,
+                counts=metric_store.process_counts(conn, workspace, since, process_name),
+                durations=metric_store.completed_durations(conn, workspace, since, process_name),
+                step_health=metric_store.step_counts(conn, workspace, since, process_name),
+                step_stats=metric_store.step_stats(conn, workspace, since, process_name),
+                human_waiting=metric_store.waiting_human_steps(conn, workspace, process_name),
+                now=now,
+            )
+
+    def process_status(self, principal: Principal) -> list[dict[str, Any]]:
+        require(principal, Scope.VIEW)
+        rows: list[dict[str, Any]] = []
+        with self.db.read() as conn:
+            for record in process_store.list_latest(conn, principal.workspace_id):
+                activity = metric_store.process_activity(conn, principal.workspace_id, record.name)
+                last = activity.last_finished_at
+                last_text = (
+                    last.isoformat(timespec="milliseconds").replace("+00:00", "Z") if last else None
+                )
+                rows.append(reports.status_row(self._definition_of(record), activity, last_text))
+        return rows
+
     # -- helpers -----------------------------------------------------------------------
 
     def _load(
@@ -474,18 +513,36 @@ def _raise_on_violations(fields: tuple[Field, ...], data: Any, what: str) -> Non
 def _check_submission_shape(outputs: Any, decided_by: Any, confidence: Any) -> None:
     details: list[dict[str, Any]] = []
     if not isinstance(outputs, dict):
-        details.append({"field": "outputs", "code": "type_mismatch", "expected": "object",
-                        "message": "outputs must be a JSON object"})
+        details.append(
+            {
+                "field": "outputs",
+                "code": "type_mismatch",
+                "expected": "object",
+                "message": "outputs must be a JSON object",
+            }
+        )
     if decided_by is not None and (not isinstance(decided_by, str) or len(decided_by) > 255):
-        details.append({"field": "decided_by", "code": "type_mismatch", "expected": "string",
-                        "message": "decided_by must be a string of at most 255 characters"})
+        details.append(
+            {
+                "field": "decided_by",
+                "code": "type_mismatch",
+                "expected": "string",
+                "message": "decided_by must be a string of at most 255 characters",
+            }
+        )
     if confidence is not None and (
         isinstance(confidence, bool)
         or not isinstance(confidence, int | float)
         or not 0.0 <= float(confidence) <= 1.0
     ):
-        details.append({"field": "confidence", "code": "type_mismatch", "expected": "number 0-1",
-                        "message": "confidence must be a number between 0 and 1"})
+        details.append(
+            {
+                "field": "confidence",
+                "code": "type_mismatch",
+                "expected": "number 0-1",
+                "message": "confidence must be a number between 0 and 1",
+            }
+        )
     if details:
         raise InvalidInputs("The submission failed validation.", details)
 

@@ -80,8 +80,9 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def handle_unexpected(request: Request, error: Exception) -> JSONResponse:
         request_id = uuid.uuid4().hex
-        log.exception("internal error (request %s) on %s %s", request_id, request.method,
-                      request.url.path)
+        log.exception(
+            "internal error (request %s) on %s %s", request_id, request.method, request.url.path
+        )
         body = {
             "error": ErrorCode.INTERNAL_ERROR.value,
             "message": f"An internal error occurred (request {request_id}).",

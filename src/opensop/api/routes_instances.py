@@ -35,14 +35,23 @@ async def list_instances(
             allowed = ", ".join(s.value for s in InstanceState)
             raise InvalidQuery(
                 f"state must be one of {allowed}.",
-                [{"field": "state", "code": "not_in_enum",
-                  "expected": [s.value for s in InstanceState]}],
+                [
+                    {
+                        "field": "state",
+                        "code": "not_in_enum",
+                        "expected": [s.value for s in InstanceState],
+                    }
+                ],
             ) from None
     service = context_of(request).service
     rows, total = await as_caller(
         request,
         lambda principal: service.list_instances(
-            principal, process_name=process, state=parsed_state, limit=limit, offset=offset,
+            principal,
+            process_name=process,
+            state=parsed_state,
+            limit=limit,
+            offset=offset,
             after=after,
         ),
     )
@@ -70,8 +79,7 @@ async def start(
     service = context_of(request).service
     started = await as_caller(
         request,
-        lambda principal: service.start(principal, name, payload,
-                                        idempotency_key=idempotency_key),
+        lambda principal: service.start(principal, name, payload, idempotency_key=idempotency_key),
     )
     return JSONResponse(
         serialize.instance_json(started.view), status_code=201 if started.created else 200

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -73,7 +73,7 @@ async def _definition_upload(request: Request) -> tuple[bytes, str]:
 
 
 async def _multipart_file(request: Request, body: bytes) -> tuple[bytes, str]:
-    async def chunks() -> AsyncIterator[bytes]:
+    async def chunks() -> AsyncGenerator[bytes, None]:
         yield body
 
     limit = context_of(request).settings.max_body_bytes

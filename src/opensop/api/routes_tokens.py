@@ -22,8 +22,13 @@ async def create_token(request: Request) -> dict[str, Any]:
     scopes = body.get("scopes")
     details = []
     if not isinstance(name, str) or not name.strip() or len(name) > 255:
-        details.append({"field": "name", "code": "required" if name is None else "type_mismatch",
-                        "expected": "string"})
+        details.append(
+            {
+                "field": "name",
+                "code": "required" if name is None else "type_mismatch",
+                "expected": "string",
+            }
+        )
     if scopes is not None and (
         not isinstance(scopes, list) or not all(isinstance(s, str) for s in scopes)
     ):

@@ -56,7 +56,10 @@ def instance_brief(run: InstanceRun) -> dict[str, Any]:
 def _current_step(run: InstanceRun) -> dict[str, Any] | None:
     for step in run.step_runs():
         if step.state.value == "active":
-            return {"id": step.step_id, "sub_state": step.sub_state.value if step.sub_state else None}
+            return {
+                "id": step.step_id,
+                "sub_state": step.sub_state.value if step.sub_state else None,
+            }
     return None
 
 
@@ -105,9 +108,9 @@ def pending_json(work: PendingWork) -> dict[str, Any]:
     }
 
 
-def process_summary_json(record: ProcessRecord, definition: models.ProcessDefinition) -> dict[
-    str, Any
-]:
+def process_summary_json(
+    record: ProcessRecord, definition: models.ProcessDefinition
+) -> dict[str, Any]:
     return {
         "name": definition.name,
         "version": definition.version,
@@ -130,8 +133,11 @@ def process_summary_json(record: ProcessRecord, definition: models.ProcessDefini
 
 
 def definition_json(record: ProcessRecord) -> dict[str, Any]:
-    return {"opensop": record.definition.get("opensop", "0.1"), **record.definition,
-            "published_at": timestamp(record.published_at)}
+    return {
+        "opensop": record.definition.get("opensop", "0.1"),
+        **record.definition,
+        "published_at": timestamp(record.published_at),
+    }
 
 
 def token_json(record: TokenRecord) -> dict[str, Any]:

@@ -57,8 +57,9 @@ def validate(
             else:
                 problems = []
                 if as_json:
-                    results.append({"file": str(file), "valid": True,
-                                    "definition": definition.to_json()})
+                    results.append(
+                        {"file": str(file), "valid": True, "definition": definition.to_json()}
+                    )
                 else:
                     typer.echo(
                         f"{file}: ok — {definition.name} {definition.version}, "
@@ -67,8 +68,9 @@ def validate(
         if problems:
             failed = True
             if as_json:
-                results.append({"file": str(file), "valid": False,
-                                "errors": [p.to_json() for p in problems]})
+                results.append(
+                    {"file": str(file), "valid": False, "errors": [p.to_json() for p in problems]}
+                )
             else:
                 for problem in problems:
                     typer.echo(problem.render(str(file)), err=False)
@@ -90,8 +92,11 @@ def schema(
 
 DatabaseUrl = Annotated[
     str | None,
-    typer.Option("--database-url", help="sqlite:///path.db or postgresql://user@host/db "
-                 "(default: $OPENSOP_DATABASE_URL or sqlite:///var/opensop.db)."),
+    typer.Option(
+        "--database-url",
+        help="sqlite:///path.db or postgresql://user@host/db "
+        "(default: $OPENSOP_DATABASE_URL or sqlite:///var/opensop.db).",
+    ),
 ]
 
 
@@ -137,13 +142,21 @@ def serve(
             typer.echo(line + (f"  ({report.detail})" if report.detail else ""), err=True)
     if dev_token:
         new = service.create_token(workspace, "dev", None)
-        typer.echo(f"\nDevelopment token (admin, shown once):\n\n  export OPENSOP_TOKEN={new.secret}\n",
-                   err=True)
+        typer.echo(
+            f"\nDevelopment token (admin, shown once):\n\n  export OPENSOP_TOKEN={new.secret}\n",
+            err=True,
+        )
     elif not settings.api_token:
-        typer.echo("No token configured: create one with `opensop token create`; every "
-                   "request without a valid token is refused (401).", err=True)
-    typer.echo(f"OpenSOP listening on http://{settings.host}:{settings.port}  "
-               f"(store: {redact_url(settings.database_url)})", err=True)
+        typer.echo(
+            "No token configured: create one with `opensop token create`; every "
+            "request without a valid token is refused (401).",
+            err=True,
+        )
+    typer.echo(
+        f"OpenSOP listening on http://{settings.host}:{settings.port}  "
+        f"(store: {redact_url(settings.database_url)})",
+        err=True,
+    )
     uvicorn.run(
         create_app(service, settings),
         host=settings.host,
@@ -175,11 +188,13 @@ def token_create(
     name: Annotated[str, typer.Option(help="A label to tell tokens apart.")] = "cli",
     scopes: Annotated[
         str | None,
-        typer.Option(help="Comma-separated: admin,register,start,view,advance,cancel "
-                     "(default admin)."),
+        typer.Option(
+            help="Comma-separated: admin,register,start,view,advance,cancel (default admin)."
+        ),
     ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print an object, not the bare token.")]
-    = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print an object, not the bare token.")
+    ] = False,
 ) -> None:
     """Create a token and print it (shown once)."""
     from opensop.errors import InvalidInputs
@@ -196,8 +211,10 @@ def token_create(
     if as_json:
         from opensop.api.serialize import token_json
 
-        sys.stdout.write(json.dumps({**token_json(new.record), "token": new.secret,
-                                     "workspace": workspace}) + "\n")
+        sys.stdout.write(
+            json.dumps({**token_json(new.record), "token": new.secret, "workspace": workspace})
+            + "\n"
+        )
     else:
         typer.echo(new.secret)
 

@@ -7,7 +7,7 @@ its path relative to the process mapping. Nothing here does I/O.
 from __future__ import annotations
 
 import zoneinfo
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Any
@@ -26,7 +26,6 @@ from opensop.definition.expressions import (
     parse_template,
 )
 from opensop.definition.fields import Field, FieldType
-
 from opensop.definition.problems import PathTuple, RawProblem
 
 MAX_STEPS = 500  # all steps, loop bodies included
@@ -99,9 +98,7 @@ class _Checker:
     def _check_counts(self) -> Iterator[RawProblem]:
         total = sum(1 for _ in _walk(self.definition.steps))
         if total > MAX_STEPS:
-            yield _problem(
-                ("steps",), "too_many_steps", f"{total} steps; the limit is {MAX_STEPS}"
-            )
+            yield _problem(("steps",), "too_many_steps", f"{total} steps; the limit is {MAX_STEPS}")
         for path, depth in _loop_depths(self.definition.steps, ("steps",), 1):
             if depth > MAX_LOOP_DEPTH:
                 yield _problem(
@@ -114,33 +111,35 @@ class _Checker:
         for index, step in enumerate(steps):
             if step.id in self.all_steps:
                 yield _problem(
-                    path + (index, "id"),
+                    (*path, index, "id"),
                     "duplicate_step_id",
                     f"step id '{step.id}' is used more than once; step ids must be unique",
                 )
             else:
                 self.all_steps[step.id] = step
             if isinstance(step, models.LoopStep):
-                yield from self._collect_ids(step.body, path + (index, "body"))
+                yield from self._collect_ids(step.body, (*path, index, "body"))
 
     def _check_fields(self, fields: Sequence[Field], path: PathTuple) -> Iterator[RawProblem]:
         if len(fields) > MAX_FIELDS:
             yield _problem(path, "too_many_fields", f"the limit is {MAX_FIELDS} fields")
         seen: set[str] = set()
         for index, declared in enumerate(fields):
-            here = path + (index,)
+            here = (*path, index)
             if declared.name in seen:
                 yield _problem(
-                    here + ("name",), "duplicate_field", f"field '{declared.name}' is declared twice"
+                    (*here, "name"),
+                    "duplicate_field",
+                    f"field '{declared.name}' is declared twice",
                 )
             seen.add(declared.name)
             if declared.type is FieldType.ENUM and not declared.values:
                 yield _problem(
-                    here + ("values",), "missing_key", "an enum field needs a non-empty `values`"
+                    (*here, "values"), "missing_key", "an enum field needs a non-empty `values`"
                 )
             if declared.values is not None and declared.type is not FieldType.ENUM:
                 yield _problem(
-                    here + ("values",),
+                    (*here, "values"),
                     "invalid_value",
                     f"`values` only applies to enum fields, not {declared.type}",
                 )
@@ -148,7 +147,7 @@ class _Checker:
                 try:
                     parse_condition(declared.required_if)
                 except ExpressionError as error:
-                    yield _expression_problem(here + ("required_if",), error)
+                    yield _expression_problem((*here, "required_if"), error)
 
     def _check_trigger(self) -> Iterator[RawProblem]:
         trigger = self.definition.trigger
@@ -181,12 +180,12 @@ class _Checker:
         for key in ("target", "warning"):
             text = getattr(sla, key)
             if text is not None:
-                yield from _check_duration(text, path + (key,))
+                yield from _check_duration(text, (*path, key))
 
     def _check_retry(self, retry: models.RetryPolicy, path: PathTuple) -> Iterator[RawProblem]:
-        yield from _check_duration(retry.initial, path + ("initial",))
+        yield from _check_duration(retry.initial, (*path, "initial"))
         if retry.max_delay is not None:
-            yield from _check_duration(retry.max_delay, path + ("max_delay",))
+            yield from _check_duration(retry.max_delay, (*path, "max_delay"))
 
     # -- steps -----------------------------------------------------------------------
 
@@ -199,13 +198,13 @@ class _Checker:
         loop_vars: frozenset[str],
     ) -> Iterator[RawProblem]:
         for index, step in enumerate(steps):
-            here = path + (index,)
+            here = (*path, index)
             scope = Scope(self.inputs, self.all_steps, visible, loop_vars)
             yield from self._check_step(step, here, scope)
             if isinstance(step, models.LoopStep):
                 inner = loop_vars | {step.loop.as_}
                 yield from self._check_steps(
-                    step.body, here + ("body",), visible=visible, loop_vars=inner
+                    step.body, (*here, "body"), visible=visible, loop_vars=inner
                 )
             visible = visible | {step.id}
 
@@ -214,49 +213,47 @@ class _Checker:
     ) -> Iterator[RawProblem]:
         if self.server_profile and step.step_type in models.LOCAL_ONLY_STEP_TYPES:
             yield _problem(
-                path + ("type",),
+                (*path, "type"),
                 "unsupported_step_type",
                 f"'{step.step_type}' steps run only in the local CLI; a server refuses them",
             )
-        yield from self._check_fields(step.outputs, path + ("outputs",))
+        yield from self._check_fields(step.outputs, (*path, "outputs"))
         for index, step_input in enumerate(step.inputs):
-            where = path + ("inputs", index)
+            where = (*path, "inputs", index)
             if step_input.from_ is not None:
-                yield from self._check_reference_text(step_input.from_, scope, where + ("from",))
+                yield from self._check_reference_text(step_input.from_, scope, (*where, "from"))
             if isinstance(step_input.value, str):
-                yield from self._check_template(step_input.value, scope, where + ("value",))
+                yield from self._check_template(step_input.value, scope, (*where, "value"))
         if step.condition is not None:
-            yield from self._check_condition(step.condition, scope, path + ("condition",))
+            yield from self._check_condition(step.condition, scope, (*path, "condition"))
         if step.timeout is not None:
-            yield from _check_duration(step.timeout, path + ("timeout",))
+            yield from _check_duration(step.timeout, (*path, "timeout"))
         elif step.on_timeout is not None:
             yield _problem(
-                path + ("on_timeout",), "missing_key", "`on_timeout` needs a `timeout` to act on"
+                (*path, "on_timeout"), "missing_key", "`on_timeout` needs a `timeout` to act on"
             )
         if step.retry is not None:
-            yield from self._check_retry(step.retry, path + ("retry",))
-        yield from self._check_sla(step.sla, path + ("sla",))
+            yield from self._check_retry(step.retry, (*path, "retry"))
+        yield from self._check_sla(step.sla, (*path, "sla"))
         own = step.declared_output_names() or frozenset()
         own_scope = Scope(
             self.inputs, self.all_steps, scope.visible, scope.loop_vars, own_outputs=own
         )
         if step.exit_when is not None:
-            yield from self._check_condition(step.exit_when, own_scope, path + ("exit_when",))
+            yield from self._check_condition(step.exit_when, own_scope, (*path, "exit_when"))
         for name, value in (step.exit_outputs or {}).items():
             if isinstance(value, str):
-                yield from self._check_template(
-                    value, own_scope, path + ("exit_outputs", name)
-                )
+                yield from self._check_template(value, own_scope, (*path, "exit_outputs", name))
         for index, output in enumerate(step.outputs):
             if isinstance(output.value, str):
                 yield from self._check_template(
-                    output.value, scope, path + ("outputs", index, "value")
+                    output.value, scope, (*path, "outputs", index, "value")
                 )
             if output.required_if:
                 yield from self._check_condition(
                     output.required_if,
                     _sibling_scope(scope, step.outputs),
-                    path + ("outputs", index, "required_if"),
+                    (*path, "outputs", index, "required_if"),
                 )
         yield from self._check_step_type(step, path, scope)
 
@@ -264,43 +261,41 @@ class _Checker:
         self, step: models.StepBase, path: PathTuple, scope: Scope
     ) -> Iterator[RawProblem]:
         if isinstance(step, models.AutomatedStep) and step.run is not None:
-            yield from _check_run_path(step.run, path + ("run",))
+            yield from _check_run_path(step.run, (*path, "run"))
         elif isinstance(step, models.WebhookStep):
-            yield from self._check_webhook(step.webhook, path + ("webhook",), scope)
+            yield from self._check_webhook(step.webhook, (*path, "webhook"), scope)
         elif isinstance(step, models.WaitStep):
             wait = step.wait
             if wait.until is not None:
-                yield from self._check_condition(wait.until, scope, path + ("wait", "until"))
+                yield from self._check_condition(wait.until, scope, (*path, "wait", "until"))
             if wait.until_time is not None:
                 yield from self._check_template(
-                    wait.until_time, scope, path + ("wait", "until_time")
+                    wait.until_time, scope, (*path, "wait", "until_time")
                 )
         elif isinstance(step, models.LoopStep):
             loop = step.loop
             if loop.for_each is not None:
                 yield from self._check_reference_text(
-                    loop.for_each, scope, path + ("loop", "for_each")
+                    loop.for_each, scope, (*path, "loop", "for_each")
                 )
-            inner = Scope(
-                self.inputs, self.all_steps, scope.visible, scope.loop_vars | {loop.as_}
-            )
+            inner = Scope(self.inputs, self.all_steps, scope.visible, scope.loop_vars | {loop.as_})
             for key, text in (("while", loop.while_), ("repeat_until", loop.repeat_until)):
                 if text is not None:
-                    yield from self._check_condition(text, inner, path + ("loop", key))
+                    yield from self._check_condition(text, inner, (*path, "loop", key))
         elif isinstance(step, models.LlmStep):
             for key in ("prompt", "system"):
                 text = getattr(step, key)
                 if text is not None:
-                    yield from _check_jinja(text, path + (key,))
+                    yield from _check_jinja(text, (*path, key))
             if step.prompt_file is not None:
-                yield from _check_run_path(step.prompt_file, path + ("prompt_file",))
+                yield from _check_run_path(step.prompt_file, (*path, "prompt_file"))
         elif isinstance(step, models.NotificationStep):
             for key in ("subject", "body", "template"):
                 text = getattr(step, key)
                 if text is not None:
-                    yield from _check_jinja(text, path + (key,))
+                    yield from _check_jinja(text, (*path, key))
         elif isinstance(step, models.JudgmentStep) and step.judgment.prompt is not None:
-            yield from _check_jinja(step.judgment.prompt, path + ("judgment", "prompt"))
+            yield from _check_jinja(step.judgment.prompt, (*path, "judgment", "prompt"))
 
     def _check_webhook(
         self, webhook: models.WebhookConfig, path: PathTuple, scope: Scope
@@ -313,20 +308,20 @@ class _Checker:
             env_allowed=True,
             callback_allowed=True,
         )
-        yield from self._check_template(webhook.url, outbound, path + ("url",))
+        yield from self._check_template(webhook.url, outbound, (*path, "url"))
         literal = webhook.url.strip()
         if not literal.startswith("${") and not literal.lower().startswith(("http://", "https://")):
             yield _problem(
-                path + ("url",), "invalid_url", "a webhook url must start with http:// or https://"
+                (*path, "url"), "invalid_url", "a webhook url must start with http:// or https://"
             )
         for name, value in webhook.headers.items():
-            yield from self._check_template(value, outbound, path + ("headers", name))
-        for where, text in _strings_in(webhook.body, path + ("body",)):
+            yield from self._check_template(value, outbound, (*path, "headers", name))
+        for where, text in _strings_in(webhook.body, (*path, "body")):
             yield from self._check_template(text, outbound, where)
         for key in ("poll_timeout", "request_timeout"):
             text = getattr(webhook, key)
             if text is not None:
-                yield from _check_duration(text, path + (key,))
+                yield from _check_duration(text, (*path, key))
 
     # -- references ------------------------------------------------------------------
 
@@ -366,9 +361,7 @@ def _check_reference(reference: Reference, scope: Scope, path: PathTuple) -> Ite
     if root in ("process", "inputs"):
         name_at = 2 if root == "process" else 1
         if root == "process" and (len(keys) < 2 or keys[1] != "inputs"):
-            yield _problem(
-                path, "invalid_reference", f"'{text}': use process.inputs.<name>"
-            )
+            yield _problem(path, "invalid_reference", f"'{text}': use process.inputs.<name>")
             return
         if len(keys) > name_at and keys[name_at] not in scope.inputs:
             yield _problem(
@@ -394,9 +387,9 @@ def _check_reference(reference: Reference, scope: Scope, path: PathTuple) -> Ite
                 "unknown_loop_variable",
                 f"'{text}': not a loop variable in scope (loop variables: {known})",
             )
-    elif root == "payload" and scope.payload_allowed:
-        return
-    elif root == "callback_url" and scope.callback_allowed:
+    elif (root == "payload" and scope.payload_allowed) or (
+        root == "callback_url" and scope.callback_allowed
+    ):
         return
     elif root == "outputs" and scope.own_outputs is not None:
         if len(keys) > 1 and scope.own_outputs and keys[1] not in scope.own_outputs:
@@ -465,7 +458,7 @@ def _sibling_scope(scope: Scope, fields: Sequence[Field]) -> Scope:
     )
 
 
-def _check_duration(text: str, path: PathTuple) -> Iterator[RawProblem]:
+def _check_duration(text: str, path: PathTuple) -> Generator[RawProblem, None, float | None]:
     """Yields a problem for a bad duration; returns the seconds when it parses."""
     try:
         return parse_duration(text)
@@ -517,9 +510,9 @@ def _strings_in(value: Any, path: PathTuple) -> Iterator[tuple[PathTuple, str]]:
         if isinstance(current, str):
             yield where, current
         elif isinstance(current, dict):
-            stack.extend((where + (str(k),), v) for k, v in current.items())
+            stack.extend(((*where, str(k)), v) for k, v in current.items())
         elif isinstance(current, list | tuple):
-            stack.extend((where + (i,), v) for i, v in enumerate(current))
+            stack.extend(((*where, i), v) for i, v in enumerate(current))
 
 
 def _walk(steps: Iterable[models.StepBase]) -> Iterator[models.StepBase]:
@@ -534,9 +527,9 @@ def _loop_depths(
 ) -> Iterator[tuple[PathTuple, int]]:
     for index, step in enumerate(steps):
         if isinstance(step, models.LoopStep):
-            yield path + (index,), depth
+            yield (*path, index), depth
             if depth <= MAX_LOOP_DEPTH:
-                yield from _loop_depths(step.body, path + (index, "body"), depth + 1)
+                yield from _loop_depths(step.body, (*path, index, "body"), depth + 1)
 
 
 def _problem(path: PathTuple, code: str, message: str) -> RawProblem:

@@ -67,6 +67,7 @@ class Field(BaseModel):
     label: str | None = None
     placeholder: str | None = None
 
-    _text = field_validator("description", "from_", "required_if", "label", "placeholder",
-                            mode="before")(coerce_scalar_to_text)
+    _text = field_validator(
+        "description", "from_", "required_if", "label", "placeholder", mode="before"
+    )(coerce_scalar_to_text)
     _values = field_validator("values", mode="before")(coerce_scalars_to_text)

@@ -14,8 +14,6 @@ from __future__ import annotations
 import difflib
 import types
 import typing
-from collections.abc import Sequence
-from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -44,9 +42,9 @@ class Profile(StrEnum):
     LOCAL = "local"
 
 
-def load_definition_file(path: str | Path, *, profile: Profile = Profile.SERVER) -> (
-    models.ProcessDefinition
-):
+def load_definition_file(
+    path: str | Path, *, profile: Profile = Profile.SERVER
+) -> models.ProcessDefinition:
     file = Path(path)
     return load_definition(file.read_bytes(), filename=file.name, profile=profile)
 
@@ -202,11 +200,13 @@ def _problem_for(item: Any, loc: tuple[Any, ...], path: PathTuple) -> RawProblem
         tags = [t.strip(" '") for t in str(expected).split(",")]
         message = f"unknown type '{_tag_of(item)}'"
         close = difflib.get_close_matches(_tag_of(item), tags, n=1, cutoff=0.6)
-        message += f"; did you mean '{close[0]}'?" if close else f"; expected one of: {', '.join(tags)}"
+        message += (
+            f"; did you mean '{close[0]}'?" if close else f"; expected one of: {', '.join(tags)}"
+        )
         code = "unknown_step_type" if "steps" in path or "body" in path else "invalid_value"
-        return RawProblem(path + ("type",), code, message)
+        return RawProblem((*path, "type"), code, message)
     if kind == "union_tag_not_found":
-        return RawProblem(path + ("type",), "missing_key", "missing required key 'type'")
+        return RawProblem((*path, "type"), "missing_key", "missing required key 'type'")
     if kind in ("literal_error", "enum"):
         expected = str(item.get("ctx", {}).get("expected", ""))
         message = f"must be {expected} (got {_short(given)})"
@@ -249,10 +249,9 @@ def _data_path(loc: tuple[Any, ...], data: Any, *, keep_last: bool) -> PathTuple
     current = data
     for index, part in enumerate(loc):
         is_last = index == len(loc) - 1
-        if isinstance(current, dict) and part in current:
-            path.append(part)
-            current = current[part]
-        elif isinstance(current, list) and isinstance(part, int) and part < len(current):
+        if (isinstance(current, dict) and part in current) or (
+            isinstance(current, list) and isinstance(part, int) and part < len(current)
+        ):
             path.append(part)
             current = current[part]
         elif is_last and keep_last:

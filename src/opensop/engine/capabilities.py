@@ -51,4 +51,3 @@ def unsupported_steps(definition: models.ProcessDefinition) -> list[dict[str, An
             }
         )
     return problems
-

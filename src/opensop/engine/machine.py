@@ -100,11 +100,13 @@ def submit(
     return transition
 
 
-def cancel(instance: InstanceRun, reason: str | None, now: datetime, actor: str | None) -> (
-    Transition
-):
+def cancel(
+    instance: InstanceRun, reason: str | None, now: datetime, actor: str | None
+) -> Transition:
     if instance.state.is_terminal:
-        raise InvalidTransition(f"The instance is already {instance.state}; it cannot be cancelled.")
+        raise InvalidTransition(
+            f"The instance is already {instance.state}; it cannot be cancelled."
+        )
     transition = Transition(instance)
     for run in instance.step_runs():
         if run.state in (StepState.PENDING, StepState.ACTIVE):
@@ -154,13 +156,19 @@ def _advance(transition: Transition, definition: models.ProcessDefinition, now: 
         try:
             run.inputs = resolve_step_inputs(step, context)
         except UnresolvedReference as error:
-            _fail_step(transition, step, run, now, "unresolved_reference",
-                       f"input reference '{error.reference}' did not resolve")
+            _fail_step(
+                transition,
+                step,
+                run,
+                now,
+                "unresolved_reference",
+                f"input reference '{error.reference}' did not resolve",
+            )
             if instance.state.is_terminal:
                 return
             continue
         _activate(transition, step, run, now)
-        if run.state is StepState.ACTIVE:
+        if run.sub_state is not None:  # activated and now waiting on the outside
             return
         if not _after_step(transition, definition, step, run, now, advance=False):
             return
@@ -194,9 +202,7 @@ def _after_step(
     return True
 
 
-def _activate(
-    transition: Transition, step: models.StepBase, run: StepRun, now: datetime
-) -> None:
+def _activate(transition: Transition, step: models.StepBase, run: StepRun, now: datetime) -> None:
     run.started_at = now
     run.attempt += 1
     transition.changed_steps.add(run.step_id)
@@ -204,8 +210,14 @@ def _activate(
         try:
             run.outputs = _literal_outputs(step, build_context(transition.instance))
         except UnresolvedReference as error:
-            _fail_step(transition, step, run, now, "unresolved_reference",
-                       f"output reference '{error.reference}' did not resolve")
+            _fail_step(
+                transition,
+                step,
+                run,
+                now,
+                "unresolved_reference",
+                f"output reference '{error.reference}' did not resolve",
+            )
             return
         _finish_step(transition, step, run, now, actor="engine")
         return
@@ -356,9 +368,7 @@ def resolve_step_inputs(step: models.StepBase, context: Mapping[str, Any]) -> di
     return values
 
 
-def process_outputs(
-    definition: models.ProcessDefinition, instance: InstanceRun
-) -> dict[str, Any]:
+def process_outputs(definition: models.ProcessDefinition, instance: InstanceRun) -> dict[str, Any]:
     context = build_context(instance)
     outputs: dict[str, Any] = {}
     for declared in definition.outputs:

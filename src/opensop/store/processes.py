@@ -117,7 +117,7 @@ def list_latest(conn: sa.Connection, workspace_id: str) -> list[ProcessRecord]:
     return [_record(row) for row in rows]
 
 
-def _record(row: sa.Row[Any]) -> ProcessRecord:
+def _record(row: sa.Row[Any, Any, Any, Any, Any, Any, Any, Any]) -> ProcessRecord:
     m = row._mapping
     return ProcessRecord(
         id=m["id"],
