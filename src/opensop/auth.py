@@ -63,7 +63,5 @@ def parse_scopes(values: list[str] | None) -> list[str]:
     known = {scope.value for scope in Scope}
     unknown = [value for value in values if value not in known]
     if unknown:
-        raise ValueError(
-            f"unknown scope {unknown[0]!r}; scopes are {', '.join(sorted(known))}"
-        )
+        raise ValueError(f"unknown scope {unknown[0]!r}; scopes are {', '.join(sorted(known))}")
     return sorted(set(values))

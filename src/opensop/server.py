@@ -41,9 +41,10 @@ def load_folder(service: Service, folder: Path, workspace_id: str) -> list[LoadR
                 workspace_id, path.read_bytes(), filename=path.name, base_dir=path.parent
             )
         except (InvalidDefinition, VersionConflict) as error:
-            detail = "; ".join(
-                f"{d.get('path', '')}: {d.get('message', '')}" for d in error.details[:5]
-            ) or error.message
+            detail = (
+                "; ".join(f"{d.get('path', '')}: {d.get('message', '')}" for d in error.details[:5])
+                or error.message
+            )
             reports.append(LoadReport(path, "refused", detail))
             continue
         outcome = "registered" if registration.created else "unchanged"

@@ -1,0 +1,154 @@
+"""The store's entry point: a ``Database`` built from a URL, for SQLite or PostgreSQL.
+
+    db = Database("sqlite:///var/opensop.db")
+    db.migrate()
+    with db.write() as conn:  # one transaction; on SQLite it holds the write lock
+        conn.execute(tables.workspaces.insert().values(...))
+    with db.read() as conn:  # a read-only snapshot that never blocks writers
+        rows = conn.execute(sa.select(tables.workspaces)).all()
+    db.dispose()
+
+The dialect modules only set connections up; every query is written once, in Core,
+against ``opensop.store.tables``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Final, Literal
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from sqlalchemy.engine import URL, Connection, Engine
+
+from opensop.store import postgres, sqlite
+
+MIGRATIONS_DIR: Final = Path(__file__).with_name("migrations")
+
+# pg_advisory_xact_lock key held while migrating, so servers starting together take turns.
+_MIGRATION_LOCK_KEY: Final = 0x0905_0907_0001
+
+_SECRET_QUERY: Final = re.compile(r"([?&](?:password|sslpassword)=)[^&]*", re.IGNORECASE)
+
+DialectName = Literal["sqlite", "postgresql"]
+
+
+class Database:
+    """Engine, transactions and migrations for one database URL.
+
+    ``sqlite:///path`` or ``postgresql://user:password@host/db`` (``postgres://`` and
+    ``postgresql+psycopg://`` are accepted too). ``sqlite_synchronous`` is ``FULL`` or
+    ``NORMAL``; it is ignored on PostgreSQL.
+    """
+
+    engine: Engine
+    dialect: DialectName
+
+    def __init__(self, url: str, *, sqlite_synchronous: str = "FULL") -> None:
+        backend = _backend_name(url)
+        self._redacted_url = redact_url(url)
+        self._read_options: Mapping[str, Any]
+        self._migrate_options: Mapping[str, Any]
+        if backend == "sqlite":
+            self.dialect = "sqlite"
+            self.engine = sqlite.create_engine(url, synchronous=sqlite_synchronous)
+            self._read_options = sqlite.READ_OPTIONS
+            self._migrate_options = sqlite.MIGRATE_OPTIONS
+        elif backend in ("postgresql", "postgres"):
+            self.dialect = "postgresql"
+            self.engine = postgres.create_engine(url)
+            self._read_options = postgres.READ_OPTIONS
+            self._migrate_options = {}
+        else:
+            raise ValueError(
+                f"unsupported database URL {self._redacted_url}: "
+                "use sqlite:///path/to/file.db or postgresql://user@host/dbname"
+            )
+
+    def __repr__(self) -> str:
+        return f"Database({self._redacted_url!r})"
+
+    @contextmanager
+    def write(self) -> Iterator[Connection]:
+        """One read-write transaction: commits when the block ends, rolls back if it raises.
+
+        On SQLite the write lock is taken at BEGIN, so concurrent writers queue (up to the
+        busy timeout) instead of failing halfway through. So never nest ``write()`` on
+        SQLite: the inner one would wait for the lock the outer one holds, then fail.
+        """
+        with self.engine.begin() as conn:
+            yield conn
+
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        """One read-only transaction: a consistent snapshot; writing in it is an error.
+
+        On SQLite it begins deferred, so it never waits for or blocks the writer.
+        """
+        with self._connect(self._read_options) as conn, conn.begin():
+            yield conn
+
+    def migrate(self) -> None:
+        """Bring the schema to the newest migration; a no-op when it is already there.
+
+        Runs in one transaction. On PostgreSQL an advisory lock makes concurrent callers
+        take turns; on SQLite the write lock does, and foreign keys are off meanwhile so
+        batch migrations can rebuild referenced tables, then checked before commit.
+        """
+        with self._connect(self._migrate_options) as conn, conn.begin():
+            if self.dialect == "postgresql":
+                conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_MIGRATION_LOCK_KEY)))
+            command.upgrade(alembic_config(conn), "head")
+            if self.dialect == "sqlite":
+                violations = conn.exec_driver_sql("PRAGMA foreign_key_check").all()
+                if violations:
+                    raise RuntimeError(
+                        f"migration left rows that break foreign keys: {violations[:10]}"
+                    )
+
+    def dispose(self) -> None:
+        """Close every pooled connection. The Database can still be used afterwards."""
+        self.engine.dispose()
+
+    @contextmanager
+    def _connect(self, options: Mapping[str, Any]) -> Iterator[Connection]:
+        with self.engine.connect() as conn:
+            if options:
+                conn.execution_options(**options)
+            yield conn
+
+
+def alembic_config(connection: Connection) -> Config:
+    """An Alembic config for the packaged migrations, running on ``connection``.
+
+    Built in code, so no alembic.ini is needed. To write a new migration against a
+    database that is at head::
+
+        with db.write() as conn:
+            command.revision(alembic_config(conn), "add x", autogenerate=True)
+    """
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR).replace("%", "%%"))
+    config.set_main_option("path_separator", "os")
+    config.attributes["connection"] = connection
+    return config
+
+
+def redact_url(url: str | URL) -> str:
+    """The URL with its password (and any password-like query parameter) masked, for logs."""
+    try:
+        text = sa.make_url(url).render_as_string(hide_password=True)
+    except sa.exc.ArgumentError:
+        text = re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", str(url))
+    return _SECRET_QUERY.sub(r"\1***", text)
+
+
+def _backend_name(url: str) -> str:
+    try:
+        return sa.make_url(url).get_backend_name()
+    except sa.exc.ArgumentError:
+        raise ValueError(f"not a database URL: {redact_url(url)}") from None
