@@ -7,8 +7,8 @@ locator for error messages, and it refuses hostile input within fixed bounds
 (``SourceLimits``) instead of hanging or exhausting memory.
 
     doc = load_source(raw, filename="onboarding.sop.yaml")
-    doc.value["process"]["version"]          # SourceFloat(1.1, "1.10") for `version: 1.10`
-    doc.where(("process", "steps", 2, "type"))  # 'onboarding.sop.yaml:41:7: process.steps[2].type'
+    doc.value["process"]["version"]             # SourceFloat(1.1, "1.10") for `version: 1.10`
+    doc.locate(("process", "steps", 2, "type"))  # (41, 7): line and column of the key
 
 YAML decisions, for the record:
 - Scalars resolve by the YAML 1.2 core schema: only true/false spellings are booleans,
@@ -24,6 +24,8 @@ YAML decisions, for the record:
 
 The tree is built from parser events with an explicit stack, so depth, node count and
 alias expansion are checked while reading and no input can cause a RecursionError.
+JSON goes through the json module after one linear token scan that bounds depth and size
+first and records positions, so JSON files get the same limits and a full locator.
 """
 
 from __future__ import annotations
@@ -48,7 +50,6 @@ __all__ = [
     "SourceError",
     "SourceLimits",
     "SourceProblem",
-    "format_path",
     "load_source",
 ]
 
@@ -147,22 +148,6 @@ class _Loc:
         self.children = children
 
 
-_SIMPLE_KEY = re.compile(r"[A-Za-z0-9_-]+")
-
-
-def format_path(path: Path) -> str:
-    """``("process", "steps", 2, "type")`` -> ``process.steps[2].type``."""
-    out = ""
-    for part in path:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        elif _SIMPLE_KEY.fullmatch(part):
-            out += f".{part}" if out else part
-        else:
-            out += f"[{json.dumps(part)}]"
-    return out
-
-
 @dataclass(frozen=True)
 class SourceDocument:
     """The plain data of one file, and where each part of it was written."""
@@ -186,12 +171,6 @@ class SourceDocument:
                 break
             loc = child
         return (loc.line, loc.column)
-
-    def where(self, path: Path) -> str:
-        """``file.sop.yaml:12:7: process.steps[2].type`` - the prefix of an error message."""
-        pos = self.locate(path)
-        prefix = self.filename if pos is None else f"{self.filename}:{pos[0]}:{pos[1]}"
-        return f"{prefix}: {format_path(path)}" if path else prefix
 
 
 class _Abort(Exception):

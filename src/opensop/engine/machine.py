@@ -149,7 +149,7 @@ def _advance(transition: Transition, definition: models.ProcessDefinition, now: 
             return  # still waiting on the outside
         if run.state is not StepState.PENDING:
             continue
-        context = build_context(instance)
+        context = build_context(instance, definition)
         if step.condition is not None and not _condition(step.condition).evaluate(context):
             _skip(transition, run, now, "condition is false")
             continue
@@ -167,7 +167,7 @@ def _advance(transition: Transition, definition: models.ProcessDefinition, now: 
             if instance.state.is_terminal:
                 return
             continue
-        _activate(transition, step, run, now)
+        _activate(transition, definition, step, run, now)
         if run.sub_state is not None:  # activated and now waiting on the outside
             return
         if not _after_step(transition, definition, step, run, now, advance=False):
@@ -192,7 +192,7 @@ def _after_step(
         run.state is StepState.COMPLETED
         and step.exit_when is not None
         and _condition(step.exit_when).evaluate(
-            {**build_context(instance), "outputs": run.outputs or {}}, bare_root=_OWN_OUTPUTS
+            {**build_context(instance, definition), "outputs": run.outputs or {}}, bare_root=_OWN_OUTPUTS
         )
     ):
         _exit_early(transition, definition, step, run, now)
@@ -202,13 +202,19 @@ def _after_step(
     return True
 
 
-def _activate(transition: Transition, step: models.StepBase, run: StepRun, now: datetime) -> None:
+def _activate(
+    transition: Transition,
+    definition: models.ProcessDefinition,
+    step: models.StepBase,
+    run: StepRun,
+    now: datetime,
+) -> None:
     run.started_at = now
     run.attempt += 1
     transition.changed_steps.add(run.step_id)
     if isinstance(step, models.AutomatedStep) and step.run is None and _has_literal_outputs(step):
         try:
-            run.outputs = _literal_outputs(step, build_context(transition.instance))
+            run.outputs = _literal_outputs(step, build_context(transition.instance, definition))
         except UnresolvedReference as error:
             _fail_step(
                 transition,
@@ -305,7 +311,7 @@ def _exit_early(
     for other in instance.step_runs():
         if other.state is StepState.PENDING:
             _skip(transition, other, now, f"exit_when of step '{step.id}'")
-    context = {**build_context(instance), "outputs": run.outputs or {}}
+    context = {**build_context(instance, definition), "outputs": run.outputs or {}}
     extra: dict[str, Any] = {}
     for name, value in (step.exit_outputs or {}).items():
         extra[name] = _render_lenient(value, context)
@@ -332,15 +338,28 @@ def _complete(
 # -- values ------------------------------------------------------------------------------
 
 
-def build_context(instance: InstanceRun) -> dict[str, Any]:
-    """The data references read: inputs, step outputs, trigger payload, instance facts."""
+def build_context(
+    instance: InstanceRun, definition: models.ProcessDefinition
+) -> dict[str, Any]:
+    """The data references read: inputs, step outputs, trigger payload, instance facts.
+
+    Declared process inputs that were not given, and declared outputs a completed step
+    did not produce, read as null. Only what does not exist (a step that was skipped or
+    has not run) is missing.
+    """
+    inputs = {field.name: None for field in definition.inputs}
+    inputs.update(instance.inputs)
+    step_outputs: dict[str, Any] = {}
+    for step in definition.steps:
+        run = instance.steps.get(step.id)
+        if run is None or (run.state is not StepState.COMPLETED and run.outputs is None):
+            continue
+        outputs = {field.name: None for field in step.outputs}
+        outputs.update(run.outputs or {})
+        step_outputs[step.id] = {"outputs": outputs}
     return {
-        "process": {"inputs": instance.inputs},
-        "steps": {
-            run.step_id: {"outputs": run.outputs if run.outputs is not None else {}}
-            for run in instance.steps.values()
-            if run.state is StepState.COMPLETED or run.outputs is not None
-        },
+        "process": {"inputs": inputs},
+        "steps": step_outputs,
         "trigger": {"payload": instance.trigger_payload},
         "instance": {
             "id": instance.id,
@@ -353,14 +372,20 @@ def build_context(instance: InstanceRun) -> dict[str, Any]:
 
 
 def resolve_step_inputs(step: models.StepBase, context: Mapping[str, Any]) -> dict[str, Any]:
-    """Inputs from references and templates. A reference to a skipped step's output or an
-    absent optional input resolves to the declared default (or null); a malformed or
-    impossible path raises UnresolvedReference."""
+    """Inputs from references and templates.
+
+    A reference that cannot resolve (to a skipped step, say) takes the input's declared
+    `default` when it has one, and otherwise raises UnresolvedReference.
+    """
     values: dict[str, Any] = {}
     for step_input in step.inputs:
         if step_input.from_ is not None:
             value = resolve(_reference(step_input.from_), context)
-            values[step_input.name] = step_input.default if value is MISSING else value
+            if value is MISSING:
+                if "default" not in step_input.model_fields_set:
+                    raise UnresolvedReference(step_input.from_)
+                value = step_input.default
+            values[step_input.name] = value
         elif step_input.value is not None:
             values[step_input.name] = _render(step_input.value, context)
         else:
@@ -369,7 +394,7 @@ def resolve_step_inputs(step: models.StepBase, context: Mapping[str, Any]) -> di
 
 
 def process_outputs(definition: models.ProcessDefinition, instance: InstanceRun) -> dict[str, Any]:
-    context = build_context(instance)
+    context = build_context(instance, definition)
     outputs: dict[str, Any] = {}
     for declared in definition.outputs:
         if declared.from_ is None:
