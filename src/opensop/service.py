@@ -198,29 +198,34 @@ class Service:
             json.dumps(normalized, sort_keys=True, separators=(",", ":")).encode()
         ).hexdigest()
         now = self.clock.now()
-        with self.db.write() as conn:
-            token_store.ensure_workspace(conn, workspace_id, now)
-            existing = process_store.find_version(
-                conn, workspace_id, definition.name, definition.version
-            )
-            if existing is not None:
-                if existing.content_hash != content_hash:
-                    raise VersionConflict(
-                        f"{definition.name} {definition.version} is already published with "
-                        "different content; publish it under a new version."
-                    )
-                return Registration(existing, definition, created=False)
-            record = process_store.insert_process(
-                conn,
-                workspace_id=workspace_id,
-                name=definition.name,
-                version=definition.version,
-                definition=normalized,
-                source=data.decode("utf-8", errors="replace"),
-                content_hash=content_hash,
-                base_dir=str(base_dir) if base_dir else None,
-                now=now,
-            )
+        try:
+            with self.db.write() as conn:
+                token_store.ensure_workspace(conn, workspace_id, now)
+                existing = process_store.find_version(
+                    conn, workspace_id, definition.name, definition.version
+                )
+                if existing is not None:
+                    return _republished(existing, definition, content_hash)
+                record = process_store.insert_process(
+                    conn,
+                    workspace_id=workspace_id,
+                    name=definition.name,
+                    version=definition.version,
+                    definition=normalized,
+                    source=data.decode("utf-8", errors="replace"),
+                    content_hash=content_hash,
+                    base_dir=str(base_dir) if base_dir else None,
+                    now=now,
+                )
+        except sa.exc.IntegrityError:
+            # Two registrations of one version raced (PostgreSQL): compare with the winner.
+            with self.db.read() as conn:
+                existing = process_store.find_version(
+                    conn, workspace_id, definition.name, definition.version
+                )
+            if existing is None:
+                raise
+            return _republished(existing, definition, content_hash)
         self._remember(record.id, definition)
         return Registration(record, definition, created=True)
 
@@ -277,42 +282,60 @@ class Service:
             )
         request_hash = _request_hash(body) if idempotency_key else None
         now = self.clock.now()
-        with self.db.write() as conn:
-            process_id = process_store.find_latest_id(conn, principal.workspace_id, name)
-            if process_id is None:
-                raise NotFound(f"No published process named '{name}'.")
-            definition = self._definition_by_id(conn, process_id)
-            filled = apply_defaults(definition.inputs, inputs)
-            _raise_on_violations(definition.inputs, filled, "inputs")
-            if idempotency_key is not None:
-                existing_id = instance_store.find_by_idempotency_key(
-                    conn, principal.workspace_id, idempotency_key
+        try:
+            with self.db.write() as conn:
+                process_id = process_store.find_latest_id(conn, principal.workspace_id, name)
+                if process_id is None:
+                    raise NotFound(f"No published process named '{name}'.")
+                definition = self._definition_by_id(conn, process_id)
+                filled = apply_defaults(definition.inputs, inputs)
+                _raise_on_violations(definition.inputs, filled, "inputs")
+                if idempotency_key is not None:
+                    replay = self._replay(conn, principal, idempotency_key, request_hash)
+                    if replay is not None:
+                        return replay
+                run = machine.new_instance(
+                    instance_id=str(ULID.from_datetime(now)),
+                    workspace_id=principal.workspace_id,
+                    definition=definition,
+                    inputs=filled,
+                    metadata=metadata,
+                    now=now,
                 )
-                if existing_id is not None:
-                    stored = instance_store.load_instance(conn, principal.workspace_id, existing_id)
-                    assert stored is not None
-                    if stored.request_hash != request_hash:
-                        raise IdempotencyConflict()
-                    view = InstanceView(stored.run, self._definition_by_id(conn, stored.process_id))
-                    return Started(view, created=False)
-            run = machine.new_instance(
-                instance_id=str(ULID.from_datetime(now)),
-                workspace_id=principal.workspace_id,
-                definition=definition,
-                inputs=filled,
-                metadata=metadata,
-                now=now,
-            )
-            transition = machine.start(run, definition, now, principal.actor)
-            instance_store.insert_instance(
-                conn,
-                transition,
-                process_id=process_id,
-                idempotency_key=idempotency_key,
-                request_hash=request_hash,
-                now=now,
-            )
+                transition = machine.start(run, definition, now, principal.actor)
+                instance_store.insert_instance(
+                    conn,
+                    transition,
+                    process_id=process_id,
+                    idempotency_key=idempotency_key,
+                    request_hash=request_hash,
+                    now=now,
+                )
+        except sa.exc.IntegrityError:
+            # Two starts with one Idempotency-Key raced (PostgreSQL); the winner's row
+            # is committed now, so answer as a repeat of it.
+            if idempotency_key is None:
+                raise
+            with self.db.read() as conn:
+                replay = self._replay(conn, principal, idempotency_key, request_hash)
+            if replay is None:
+                raise
+            return replay
         return Started(InstanceView(transition.instance, definition), created=True)
+
+    def _replay(
+        self, conn: sa.Connection, principal: Principal, key: str, request_hash: str | None
+    ) -> Started | None:
+        """The instance an earlier start with this Idempotency-Key created, if any."""
+        existing_id = instance_store.find_by_idempotency_key(conn, principal.workspace_id, key)
+        if existing_id is None:
+            return None
+        stored = instance_store.load_instance(conn, principal.workspace_id, existing_id)
+        assert stored is not None
+        if stored.request_hash != request_hash:
+            raise IdempotencyConflict()
+        definition = self._definition_by_id(conn, stored.process_id)
+        return Started(InstanceView(stored.run, definition), created=False)
 
     def get_instance(self, principal: Principal, name: str, instance_id: str) -> InstanceView:
         require(principal, Scope.VIEW)
@@ -474,6 +497,18 @@ class Service:
         self._definitions[process_id] = definition
         while len(self._definitions) > _DEFINITION_CACHE_SIZE:
             self._definitions.popitem(last=False)
+
+
+def _republished(
+    existing: ProcessRecord, definition: models.ProcessDefinition, content_hash: str
+) -> Registration:
+    """Publishing a version again: a no-op when identical, a conflict otherwise."""
+    if existing.content_hash != content_hash:
+        raise VersionConflict(
+            f"{definition.name} {definition.version} is already published with "
+            "different content; publish it under a new version."
+        )
+    return Registration(existing, definition, created=False)
 
 
 def require(principal: Principal, scope: Scope) -> None:
