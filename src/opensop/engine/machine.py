@@ -192,7 +192,8 @@ def _after_step(
         run.state is StepState.COMPLETED
         and step.exit_when is not None
         and _condition(step.exit_when).evaluate(
-            {**build_context(instance, definition), "outputs": run.outputs or {}}, bare_root=_OWN_OUTPUTS
+            {**build_context(instance, definition), "outputs": run.outputs or {}},
+            bare_root=_OWN_OUTPUTS,
         )
     ):
         _exit_early(transition, definition, step, run, now)
@@ -338,9 +339,7 @@ def _complete(
 # -- values ------------------------------------------------------------------------------
 
 
-def build_context(
-    instance: InstanceRun, definition: models.ProcessDefinition
-) -> dict[str, Any]:
+def build_context(instance: InstanceRun, definition: models.ProcessDefinition) -> dict[str, Any]:
     """The data references read: inputs, step outputs, trigger payload, instance facts.
 
     Declared process inputs that were not given, and declared outputs a completed step

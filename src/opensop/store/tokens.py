@@ -24,9 +24,16 @@ class TokenRecord:
 
 
 def ensure_workspace(conn: sa.Connection, workspace_id: str, now: datetime) -> None:
+    """Create the workspace unless it exists; safe when two callers race to create it."""
     exists = conn.execute(sa.select(workspaces.c.id).where(workspaces.c.id == workspace_id)).first()
-    if exists is None:
-        conn.execute(workspaces.insert().values(id=workspace_id, name=workspace_id, created_at=now))
+    if exists is not None:
+        return
+    insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+    conn.execute(
+        insert(workspaces)
+        .values(id=workspace_id, name=workspace_id, created_at=now)
+        .on_conflict_do_nothing(index_elements=["id"])
+    )
 
 
 def insert_token(
