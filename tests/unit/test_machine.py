@@ -177,7 +177,8 @@ def test_exit_when_completes_early_with_exit_outputs_and_skips_the_rest() -> Non
 
 def test_exit_when_also_reads_outputs_dot_name() -> None:
     d = definition(
-        "    - {id: g, type: form, outputs: [{name: s, type: number}], exit_when: 'outputs.s > 5'}\n"
+        "    - {id: g, type: form, outputs: [{name: s, type: number}],"
+        " exit_when: 'outputs.s > 5'}\n"
         "    - {id: n, type: form}\n"
     )
     assert submit(d, started(d), "g", {"s": 6}).instance.state is InstanceState.COMPLETED

@@ -30,18 +30,17 @@ Limits keep parsing and evaluation bounded (recursion depth included):
 ``MAX_EXPRESSION_LENGTH`` characters, ``MAX_TOKENS`` tokens, ``MAX_DEPTH`` levels of
 parentheses, lists and ``not``.
 
-This module is also the language's front door: it re-exports references and templates.
+This module holds the syntax tree, the parser and ``Condition``. It is also the language's
+front door: it re-exports the tokenizer's limit (``tokens``), the value semantics
+(``semantics``), references and templates.
 """
 
 from __future__ import annotations
 
-import math
 import operator
-import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from enum import Enum, auto
 from typing import Any, Final
 
 from opensop.definition.references import (
@@ -57,15 +56,14 @@ from opensop.definition.references import (
     Segment,
     Star,
     UnresolvedReference,
-    describe_char,
     location,
     parse_reference,
-    read_string_literal,
     require,
     resolve,
-    scan_reference,
 )
+from opensop.definition.semantics import is_in, is_truthy, ordered, values_equal
 from opensop.definition.templates import Template, as_text, parse_template
+from opensop.definition.tokens import MAX_TOKENS, Token, TokenKind, tokenize
 
 __all__ = [
     "KNOWN_ROOTS",
@@ -94,253 +92,8 @@ __all__ = [
     "values_equal",
 ]
 
-MAX_TOKENS: Final = 512
-"""Most tokens in one condition (a reference, a literal or an operator is one token)."""
-
 MAX_DEPTH: Final = 32
 """Deepest nesting of parentheses, list literals and ``not`` in one condition."""
-
-
-# --- Values ---------------------------------------------------------------------------
-
-
-def is_truthy(value: Any) -> bool:
-    """Only ``false``, ``null`` and ``MISSING`` are falsy; ``0``, ``""`` and ``[]`` are not."""
-    return value is not False and value is not None and value is not MISSING
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-def _scalars_equal(left: Any, right: Any) -> bool:
-    left = None if left is MISSING else left
-    right = None if right is MISSING else right
-    if left is None or right is None:
-        return left is right
-    if isinstance(left, bool) or isinstance(right, bool):
-        return left is right
-    if _is_number(left) and _is_number(right):
-        return bool(left == right)
-    if isinstance(left, str) and isinstance(right, str):
-        return str.__eq__(left, right)
-    # Anything that is not JSON compares by identity: no user-defined __eq__ runs.
-    return left is right
-
-
-def values_equal(left: Any, right: Any) -> bool:
-    """Structural equality with the language's rules; never recurses, never raises.
-
-    Walks lists and objects with an explicit stack; a pair of containers already being
-    compared is assumed equal, so even a cyclic context terminates.
-    """
-    pending: list[tuple[Any, Any]] = [(left, right)]
-    seen: set[tuple[int, int]] = set()
-    while pending:
-        a, b = pending.pop()
-        if isinstance(a, list | tuple) and isinstance(b, list | tuple):
-            if len(a) != len(b):
-                return False
-            if (id(a), id(b)) not in seen:
-                seen.add((id(a), id(b)))
-                pending.extend(zip(a, b, strict=True))
-        elif isinstance(a, dict) and isinstance(b, dict):
-            if len(a) != len(b):
-                return False
-            if (id(a), id(b)) not in seen:
-                seen.add((id(a), id(b)))
-                for key, value in a.items():
-                    other = dict.get(b, key, MISSING)
-                    if other is MISSING:
-                        return False
-                    pending.append((value, other))
-        elif not _scalars_equal(a, b):
-            return False
-    return True
-
-
-def _ordered(compare: Callable[[Any, Any], bool]) -> Callable[[Any, Any], bool]:
-    """Ordering between two numbers or two strings; every other pair is false."""
-
-    def check(left: Any, right: Any) -> bool:
-        if (_is_number(left) and _is_number(right)) or (
-            isinstance(left, str) and isinstance(right, str)
-        ):
-            return bool(compare(left, right))
-        return False
-
-    return check
-
-
-def _is_in(item: Any, container: Any) -> bool:
-    if not isinstance(container, list | tuple):
-        return False
-    return any(values_equal(item, candidate) for candidate in container)
-
-
-# --- Tokens ---------------------------------------------------------------------------
-
-
-class _Kind(Enum):
-    NUMBER = auto()
-    STRING = auto()
-    TRUE = auto()
-    FALSE = auto()
-    NULL = auto()
-    REFERENCE = auto()
-    AND = auto()
-    OR = auto()
-    NOT = auto()
-    IN = auto()
-    EQ = auto()
-    NE = auto()
-    LT = auto()
-    LE = auto()
-    GT = auto()
-    GE = auto()
-    LPAREN = auto()
-    RPAREN = auto()
-    LBRACKET = auto()
-    RBRACKET = auto()
-    COMMA = auto()
-    END = auto()
-
-
-@dataclass(frozen=True, slots=True)
-class _Token:
-    kind: _Kind
-    text: str
-    position: int
-    value: Any = None
-
-
-# Longest spelling first, so '<=' is never read as '<' followed by '='.
-_SYMBOLS: Final = (
-    ("==", _Kind.EQ),
-    ("!=", _Kind.NE),
-    ("<=", _Kind.LE),
-    (">=", _Kind.GE),
-    ("&&", _Kind.AND),
-    ("||", _Kind.OR),
-    ("<", _Kind.LT),
-    (">", _Kind.GT),
-    ("!", _Kind.NOT),
-    ("(", _Kind.LPAREN),
-    (")", _Kind.RPAREN),
-    ("[", _Kind.LBRACKET),
-    ("]", _Kind.RBRACKET),
-    (",", _Kind.COMMA),
-)
-_WORDS: Final = {
-    "and": _Kind.AND,
-    "or": _Kind.OR,
-    "not": _Kind.NOT,
-    "in": _Kind.IN,
-    "true": _Kind.TRUE,
-    "false": _Kind.FALSE,
-    "null": _Kind.NULL,
-    "nil": _Kind.NULL,
-}
-_LITERAL_VALUES: Final = {_Kind.TRUE: True, _Kind.FALSE: False, _Kind.NULL: None}
-_MISSPELLED_WORDS: Final = {"none": "null"}  # besides the keywords in other letter cases
-_NUMBER = re.compile(r"-?[0-9]+(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
-_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
-_NUMBER_STARTS = frozenset("-0123456789")
-_NUMBER_TAIL = re.compile(r"[A-Za-z0-9_.]")
-_WHITESPACE = frozenset(" \t\r\n")
-_MISTYPED_SYMBOLS: Final = {
-    "=": "use '==' to compare",
-    "&": "use '&&' or 'and'",
-    "|": "use '||' or 'or'",
-}
-
-
-def _tokenize(text: str) -> list[_Token]:
-    tokens: list[_Token] = []
-    position = 0
-    while True:
-        while position < len(text) and text[position] in _WHITESPACE:
-            position += 1
-        if position >= len(text):
-            tokens.append(_Token(_Kind.END, "", position))
-            return tokens
-        if len(tokens) >= MAX_TOKENS:
-            raise ExpressionError(
-                f"the condition has more than {MAX_TOKENS} tokens {location(text, position)}; "
-                "split it or simplify it",
-                position,
-            )
-        token = _read_token(text, position)
-        tokens.append(token)
-        position = token.position + len(token.text)
-
-
-def _read_token(text: str, position: int) -> _Token:
-    char = text[position]
-    if char in ("'", '"'):
-        value, end = read_string_literal(text, position)
-        return _Token(_Kind.STRING, text[position:end], position, value)
-    if char in _NUMBER_STARTS:
-        return _read_number(text, position)
-    if _WORD.match(text, position):
-        return _read_word(text, position)
-    for spelling, kind in _SYMBOLS:
-        if text.startswith(spelling, position):
-            return _Token(kind, spelling, position)
-    if char in _MISTYPED_SYMBOLS:
-        raise ExpressionError(
-            f"'{char}' {location(text, position)} is not an operator; {_MISTYPED_SYMBOLS[char]}",
-            position,
-        )
-    raise ExpressionError(f"unexpected character {char!r} {location(text, position)}", position)
-
-
-def _read_number(text: str, position: int) -> _Token:
-    match = _NUMBER.match(text, position)
-    if match is None:
-        raise ExpressionError(
-            f"'-' must be followed by a number {location(text, position)} "
-            "(the language has no arithmetic)",
-            position,
-        )
-    spelling = match.group()
-    if _NUMBER_TAIL.match(text, match.end()):
-        raise ExpressionError(
-            f"malformed number {location(text, position)}: '{spelling}' cannot be followed by "
-            f"{describe_char(text, match.end())}",
-            position,
-        )
-    if "." in spelling or "e" in spelling or "E" in spelling:
-        number: float | int = float(spelling)
-        if math.isinf(number):
-            raise ExpressionError(f"the number {location(text, position)} is too large", position)
-    else:
-        number = int(spelling)
-    return _Token(_Kind.NUMBER, spelling, position, number)
-
-
-def _read_word(text: str, position: int) -> _Token:
-    word = _WORD.match(text, position)
-    assert word is not None  # the caller checked
-    kind = _WORDS.get(word.group())
-    if kind is not None:
-        return _Token(kind, word.group(), position, _LITERAL_VALUES.get(kind))
-    reference, end = scan_reference(text, position)
-    lowered = word.group().lower()
-    if len(reference.segments) == 1 and (lowered in _WORDS or lowered in _MISSPELLED_WORDS):
-        spelled = _MISSPELLED_WORDS.get(lowered, lowered)
-        raise ExpressionError(
-            f"write '{spelled}' instead of '{word.group()}' {location(text, position)} "
-            "(keywords and literals are lowercase)",
-            position,
-        )
-    if text.startswith("(", end):
-        raise ExpressionError(
-            f"'{reference.text}(' {location(text, position)} looks like a function call; "
-            "conditions have no functions",
-            end,
-        )
-    return _Token(_Kind.REFERENCE, reference.text, position, reference)
 
 
 # --- Syntax tree ----------------------------------------------------------------------
@@ -436,25 +189,25 @@ class _Compare(_Node):
         return (self.left, self.right)
 
 
-_COMPARISONS: Final[dict[_Kind, Callable[[Any, Any], bool]]] = {
-    _Kind.EQ: values_equal,
-    _Kind.NE: lambda left, right: not values_equal(left, right),
-    _Kind.LT: _ordered(operator.lt),
-    _Kind.LE: _ordered(operator.le),
-    _Kind.GT: _ordered(operator.gt),
-    _Kind.GE: _ordered(operator.ge),
+_COMPARISONS: Final[dict[TokenKind, Callable[[Any, Any], bool]]] = {
+    TokenKind.EQ: values_equal,
+    TokenKind.NE: lambda left, right: not values_equal(left, right),
+    TokenKind.LT: ordered(operator.lt),
+    TokenKind.LE: ordered(operator.le),
+    TokenKind.GT: ordered(operator.gt),
+    TokenKind.GE: ordered(operator.ge),
 }
 _VALUE_STARTS: Final = frozenset(
     {
-        _Kind.NUMBER,
-        _Kind.STRING,
-        _Kind.TRUE,
-        _Kind.FALSE,
-        _Kind.NULL,
-        _Kind.REFERENCE,
-        _Kind.LPAREN,
-        _Kind.LBRACKET,
-        _Kind.NOT,
+        TokenKind.NUMBER,
+        TokenKind.STRING,
+        TokenKind.TRUE,
+        TokenKind.FALSE,
+        TokenKind.NULL,
+        TokenKind.REFERENCE,
+        TokenKind.LPAREN,
+        TokenKind.LBRACKET,
+        TokenKind.NOT,
     }
 )
 
@@ -465,34 +218,34 @@ _VALUE_STARTS: Final = frozenset(
 class _Parser:
     def __init__(self, text: str) -> None:
         self._text = text
-        self._tokens = _tokenize(text)
+        self._tokens = tokenize(text)
         self._index = 0
         self._depth = 0
 
     def parse(self) -> _Node:
         tree = self._disjunction()
         token = self._peek()
-        if token.kind is not _Kind.END:
+        if token.kind is not TokenKind.END:
             raise self._unexpected(token)
         return tree
 
     def _disjunction(self) -> _Node:
         operands = [self._conjunction()]
-        while self._peek().kind is _Kind.OR:
+        while self._peek().kind is TokenKind.OR:
             self._advance()
             operands.append(self._conjunction())
         return operands[0] if len(operands) == 1 else _Any(tuple(operands))
 
     def _conjunction(self) -> _Node:
         operands = [self._negation()]
-        while self._peek().kind is _Kind.AND:
+        while self._peek().kind is TokenKind.AND:
             self._advance()
             operands.append(self._negation())
         return operands[0] if len(operands) == 1 else _All(tuple(operands))
 
     def _negation(self) -> _Node:
         token = self._peek()
-        if token.kind is not _Kind.NOT:
+        if token.kind is not TokenKind.NOT:
             return self._comparison()
         self._advance()
         self._enter(token)
@@ -508,10 +261,10 @@ class _Parser:
             self._advance()
             node = _Compare(_COMPARISONS[token.kind], left, self._primary())
         elif self._at_membership():
-            negated = self._advance().kind is _Kind.NOT
+            negated = self._advance().kind is TokenKind.NOT
             if negated:
                 self._advance()
-            node = _Compare(_is_in, left, self._primary())
+            node = _Compare(is_in, left, self._primary())
             node = _Not(node) if negated else node
         else:
             return left
@@ -525,26 +278,32 @@ class _Parser:
 
     def _at_membership(self) -> bool:
         token = self._peek()
-        return token.kind is _Kind.IN or (
-            token.kind is _Kind.NOT and self._peek(1).kind is _Kind.IN
+        return token.kind is TokenKind.IN or (
+            token.kind is TokenKind.NOT and self._peek(1).kind is TokenKind.IN
         )
 
     def _primary(self) -> _Node:
         token = self._peek()
-        if token.kind in (_Kind.NUMBER, _Kind.STRING, _Kind.TRUE, _Kind.FALSE, _Kind.NULL):
+        if token.kind in (
+            TokenKind.NUMBER,
+            TokenKind.STRING,
+            TokenKind.TRUE,
+            TokenKind.FALSE,
+            TokenKind.NULL,
+        ):
             self._advance()
             return _Literal(token.value)
-        if token.kind is _Kind.REFERENCE:
+        if token.kind is TokenKind.REFERENCE:
             self._advance()
             return _Lookup(token.value)
-        if token.kind is _Kind.LPAREN:
+        if token.kind is TokenKind.LPAREN:
             self._advance()
             self._enter(token)
             inner = self._disjunction()
-            self._close(_Kind.RPAREN, token, "')' to close the '('")
+            self._close(TokenKind.RPAREN, token, "')' to close the '('")
             self._depth -= 1
             return inner
-        if token.kind is _Kind.LBRACKET:
+        if token.kind is TokenKind.LBRACKET:
             return self._list()
         raise self._expected_value(token)
 
@@ -552,16 +311,16 @@ class _Parser:
         opening = self._advance()
         self._enter(opening)
         items: list[_Node] = []
-        while self._peek().kind is not _Kind.RBRACKET:
+        while self._peek().kind is not TokenKind.RBRACKET:
             items.append(self._disjunction())
-            if self._peek().kind is not _Kind.COMMA:
+            if self._peek().kind is not TokenKind.COMMA:
                 break
             self._advance()
-        self._close(_Kind.RBRACKET, opening, "',' or ']' in the list opened")
+        self._close(TokenKind.RBRACKET, opening, "',' or ']' in the list opened")
         self._depth -= 1
         return _List(tuple(items))
 
-    def _close(self, kind: _Kind, opening: _Token, wanted: str) -> None:
+    def _close(self, kind: TokenKind, opening: Token, wanted: str) -> None:
         token = self._peek()
         if token.kind is kind:
             self._advance()
@@ -574,7 +333,7 @@ class _Parser:
             token.position,
         )
 
-    def _enter(self, token: _Token) -> None:
+    def _enter(self, token: Token) -> None:
         self._depth += 1
         if self._depth > MAX_DEPTH:
             raise ExpressionError(
@@ -582,28 +341,28 @@ class _Parser:
                 token.position,
             )
 
-    def _peek(self, ahead: int = 0) -> _Token:
+    def _peek(self, ahead: int = 0) -> Token:
         return self._tokens[min(self._index + ahead, len(self._tokens) - 1)]
 
-    def _advance(self) -> _Token:
+    def _advance(self) -> Token:
         token = self._tokens[self._index]
         self._index += 1
         return token
 
-    def _previous(self) -> _Token | None:
+    def _previous(self) -> Token | None:
         return self._tokens[self._index - 1] if self._index else None
 
-    def _at(self, token: _Token) -> str:
+    def _at(self, token: Token) -> str:
         return location(self._text, token.position)
 
     @staticmethod
-    def _describe(token: _Token) -> str:
-        if token.kind is _Kind.END:
+    def _describe(token: Token) -> str:
+        if token.kind is TokenKind.END:
             return "the end of the condition"
         shown = token.text if len(token.text) <= 40 else token.text[:37] + "..."
         return f"'{shown}'"
 
-    def _expected_value(self, token: _Token) -> ExpressionError:
+    def _expected_value(self, token: Token) -> ExpressionError:
         previous = self._previous()
         after = f" after '{previous.text}'" if previous else ""
         return ExpressionError(
@@ -611,9 +370,9 @@ class _Parser:
             token.position,
         )
 
-    def _unexpected(self, token: _Token) -> ExpressionError:
-        if token.kind in (_Kind.RPAREN, _Kind.RBRACKET):
-            opener = "(" if token.kind is _Kind.RPAREN else "["
+    def _unexpected(self, token: Token) -> ExpressionError:
+        if token.kind in (TokenKind.RPAREN, TokenKind.RBRACKET):
+            opener = "(" if token.kind is TokenKind.RPAREN else "["
             message = (
                 f"unexpected '{token.text}' {self._at(token)}; there is no '{opener}' to close"
             )

@@ -15,6 +15,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     StrictBool,
+    StrictFloat,
     StrictInt,
     field_validator,
     model_validator,
@@ -31,7 +32,7 @@ Slug = Annotated[str, PydanticField(pattern=SLUG_PATTERN, max_length=MAX_SLUG_LE
 # Text written where a string is expected keeps the author's spelling (1.10 stays "1.10").
 Text = Annotated[str, BeforeValidator(scalar_text)]
 DurationText = Annotated[str, BeforeValidator(scalar_text)]
-Number = StrictInt | float
+Number = StrictInt | StrictFloat  # booleans and numeric strings are not numbers
 
 
 class Frozen(BaseModel):
@@ -95,7 +96,12 @@ def _normalize_step_inputs(value: Any) -> Any:
     return value
 
 
-StepInputs = Annotated[tuple[StepInput, ...], BeforeValidator(_normalize_step_inputs)]
+StepInputs = Annotated[
+    tuple[StepInput, ...],
+    BeforeValidator(
+        _normalize_step_inputs, json_schema_input_type=list[StepInput] | dict[str, Any]
+    ),
+]
 
 
 class Sla(Frozen):

@@ -43,46 +43,30 @@ import math
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
-from enum import StrEnum
 from types import MappingProxyType
 from typing import Any
-from urllib.parse import urlsplit
 
 from opensop.definition.fields import Field, FieldType, StringFormat
+from opensop.definition.formats import (
+    describe_format,
+    is_currency_code,
+    is_date,
+    is_datetime,
+    matches_format,
+)
+from opensop.definition.violations import (
+    Violation,
+    ViolationCode,
+    clip,
+    json_type,
+    list_values,
+    show_number,
+    show_value,
+)
 
 __all__ = ["Violation", "ViolationCode", "apply_defaults", "validate_values"]
 
 RequiredIf = Callable[[str, Mapping[str, Any]], bool]
-
-
-class ViolationCode(StrEnum):
-    """The stable codes of ``invalid_inputs`` details (see spec/api.md)."""
-
-    REQUIRED = "required"  # missing or null where a value is required
-    TYPE_MISMATCH = "type_mismatch"  # wrong JSON type (including NaN/Infinity, 3.5 for integer)
-    NOT_IN_ENUM = "not_in_enum"  # not one of the declared values
-    INVALID_FORMAT = "invalid_format"  # right type, wrong shape (format, date, bounds)
-    UNKNOWN_FIELD = "unknown_field"  # a key no field declares
-
-
-@dataclass(frozen=True, slots=True)
-class Violation:
-    """One problem with one value. ``field`` is a path: ``record.revenue``, ``tags[2]``."""
-
-    field: str
-    code: ViolationCode
-    expected: Any | None
-    message: str
-
-    def to_json(self) -> dict[str, Any]:
-        body: dict[str, Any] = {"field": self.field, "code": self.code.value}
-        if self.expected is not None:
-            # Stored as a tuple so the violation stays hashable; JSON wants a list.
-            expected = self.expected
-            body["expected"] = list(expected) if isinstance(expected, tuple) else expected
-        body["message"] = self.message
-        return body
 
 
 def validate_values(
@@ -104,7 +88,7 @@ def validate_values(
                 field="",
                 code=ViolationCode.TYPE_MISMATCH,
                 expected="object",
-                message=f"the submitted values must be a JSON object (got {_json_type(data)})",
+                message=f"the submitted values must be a JSON object (got {json_type(data)})",
             )
         ]
     out: list[Violation] = []
@@ -131,10 +115,10 @@ def validate_values(
                 name = key if isinstance(key, str) else str(key)
                 out.append(
                     Violation(
-                        field=_clip(name, 128),
+                        field=clip(name, 128),
                         code=ViolationCode.UNKNOWN_FIELD,
                         expected=None,
-                        message=f"{_show(name)} is not a declared field",
+                        message=f"{show_value(name)} is not a declared field",
                     )
                 )
     return out
@@ -258,7 +242,7 @@ def _check(spec: _Spec, value: Any, path: str, out: list[Violation]) -> None:
             out.append(_mismatch(path, spec, value))
         elif kind is FieldType.STRING:
             _check_length(spec, len(value), "characters", path, out)
-            if spec.format is not None and not _FORMAT_CHECKS[spec.format](value):
+            if spec.format is not None and not matches_format(spec.format, value):
                 out.append(_bad_format(path, spec.format.value, value))
     elif kind in (FieldType.NUMBER, FieldType.INTEGER):
         problem = _number_problem(value, whole=kind is FieldType.INTEGER)
@@ -274,7 +258,7 @@ def _check(spec: _Spec, value: Any, path: str, out: list[Violation]) -> None:
     elif kind in (FieldType.DATE, FieldType.DATETIME):
         if not isinstance(value, str):
             out.append(_mismatch(path, spec, value))
-        elif not (_is_date(value) if kind is FieldType.DATE else _is_datetime(value)):
+        elif not (is_date(value) if kind is FieldType.DATE else is_datetime(value)):
             out.append(_bad_format(path, kind.value, value))
     elif kind is FieldType.OBJECT:
         _check_object(spec, value, path, out)
@@ -306,7 +290,7 @@ def _check_enum(spec: _Spec, value: Any, path: str, out: list[Violation]) -> Non
             field=path,
             code=ViolationCode.NOT_IN_ENUM,
             expected=spec.values,
-            message=f"{path} must be one of {_list_values(spec.values)} (got {_show(value)})",
+            message=f"{path} must be one of {list_values(spec.values)} (got {show_value(value)})",
         )
     )
 
@@ -338,9 +322,6 @@ def _check_schema(
             _check(_spec_from_name(type_name), nested, f"{path}.{key}", out)
 
 
-_CURRENCY_CODE = re.compile(r"[A-Z]{3}")
-
-
 def _check_currency(spec: _Spec, value: Any, path: str, out: list[Violation]) -> None:
     if not isinstance(value, dict):
         out.append(_mismatch(path, spec, value))
@@ -357,7 +338,7 @@ def _check_currency(spec: _Spec, value: Any, path: str, out: list[Violation]) ->
         out.append(_required(code_path, _Spec(kind=FieldType.STRING), present="currency" in value))
     elif not isinstance(code, str):
         out.append(_mismatch(code_path, _Spec(kind=FieldType.STRING), code))
-    elif _CURRENCY_CODE.fullmatch(code) is None:
+    elif not is_currency_code(code):
         out.append(
             Violation(
                 field=code_path,
@@ -365,7 +346,7 @@ def _check_currency(spec: _Spec, value: Any, path: str, out: list[Violation]) ->
                 expected="iso-4217",
                 message=(
                     f"{code_path} must be a three-letter uppercase currency code like USD "
-                    f"(got {_show(code)})"
+                    f"(got {show_value(code)})"
                 ),
             )
         )
@@ -375,34 +356,34 @@ def _number_problem(value: Any, *, whole: bool) -> str | None:
     """Why ``value`` is not an acceptable number (the "got" text), or None when it is."""
     # bool is an int subclass in Python, but true is not a number in JSON.
     if isinstance(value, bool) or not isinstance(value, int | float):
-        return _json_type(value)
+        return json_type(value)
     if isinstance(value, float):
         if not math.isfinite(value):
-            return _show(value)
+            return show_value(value)
         if whole and not value.is_integer():
-            return _show(value)
+            return show_value(value)
     return None
 
 
 def _check_range(spec: _Spec, value: int | float, path: str, out: list[Violation]) -> None:
     if spec.minimum is not None and value < spec.minimum:
-        bound = _show_number(spec.minimum)
+        bound = show_number(spec.minimum)
         out.append(
             Violation(
                 field=path,
                 code=ViolationCode.INVALID_FORMAT,
                 expected=f"minimum {bound}",
-                message=f"{path} must be at least {bound} (got {_show(value)})",
+                message=f"{path} must be at least {bound} (got {show_value(value)})",
             )
         )
     if spec.maximum is not None and value > spec.maximum:
-        bound = _show_number(spec.maximum)
+        bound = show_number(spec.maximum)
         out.append(
             Violation(
                 field=path,
                 code=ViolationCode.INVALID_FORMAT,
                 expected=f"maximum {bound}",
-                message=f"{path} must be at most {bound} (got {_show(value)})",
+                message=f"{path} must be at most {bound} (got {show_value(value)})",
             )
         )
 
@@ -428,92 +409,6 @@ def _check_length(spec: _Spec, length: int, unit: str, path: str, out: list[Viol
         )
 
 
-# --- formats -----------------------------------------------------------------------------
-
-# ASCII digits only: `\d` would also accept other scripts' digits.
-_DATE = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})")
-_DATETIME = re.compile(
-    r"([0-9]{4})-([0-9]{2})-([0-9]{2})[Tt ]([0-9]{2}):([0-9]{2})"
-    r"(?::([0-9]{2})(?:[.,]([0-9]+))?)?"
-    r"([Zz]|[+-][0-9]{2}(?::?[0-9]{2})?)?"
-)
-
-
-def _is_date(text: str) -> bool:
-    match = _DATE.fullmatch(text)
-    if match is None:
-        return False
-    try:
-        date(*(int(part) for part in match.groups()))
-    except ValueError:  # 2024-02-30, month 13 ...
-        return False
-    return True
-
-
-def _is_datetime(text: str) -> bool:
-    match = _DATETIME.fullmatch(text)
-    if match is None:
-        return False
-    year, month, day, hour, minute, second, _fraction, offset = match.groups()
-    try:
-        datetime(int(year), int(month), int(day), int(hour), int(minute), int(second or 0))
-    except ValueError:  # 2024-02-30, hour 24, second 60 ...
-        return False
-    if offset is None or offset in ("Z", "z"):
-        return True
-    digits = offset[1:].replace(":", "")
-    return int(digits[:2]) <= 23 and int(digits[2:] or 0) <= 59
-
-
-def _is_email(text: str) -> bool:
-    # Pragmatic, not RFC 5322: what a person means by an email address.
-    if text.count("@") != 1 or any(ch.isspace() for ch in text):
-        return False
-    local, domain = text.split("@")
-    labels = domain.split(".")
-    return bool(local) and len(labels) >= 2 and all(labels)
-
-
-_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*")
-# Schemes whose URIs have no `//host` part; an open rule would also pass `localhost:8080`
-# or `C:\temp` as URIs.
-_OPAQUE_SCHEMES = frozenset({"mailto", "urn", "tel", "sms", "data", "news", "geo", "magnet"})
-
-
-def _is_uri(text: str) -> bool:
-    if any(ch.isspace() for ch in text):
-        return False
-    try:
-        parts = urlsplit(text)
-    except ValueError:  # e.g. an unclosed IPv6 bracket
-        return False
-    scheme = parts.scheme.lower()
-    if not scheme or _SCHEME.fullmatch(scheme) is None:
-        return False
-    if parts.netloc:
-        return True
-    if scheme == "file":
-        return parts.path.startswith("/")
-    return scheme in _OPAQUE_SCHEMES and bool(parts.path)
-
-
-_FORMAT_CHECKS: dict[StringFormat, Callable[[str], bool]] = {
-    StringFormat.EMAIL: _is_email,
-    StringFormat.URI: _is_uri,
-    StringFormat.DATE: _is_date,
-    StringFormat.DATE_TIME: _is_datetime,
-    StringFormat.DATETIME: _is_datetime,
-}
-
-_FORMAT_DESCRIBE = {
-    "email": "an email address",
-    "uri": "a URI with a scheme, like https://example.com or mailto:ana@example.com",
-    "date": "a real calendar date in the form YYYY-MM-DD",
-    "date-time": "an ISO 8601 date-time like 2024-01-15T10:30:00Z",
-    "datetime": "an ISO 8601 date-time like 2024-01-15T10:30:00Z",
-}
-
-
 # --- violations and messages -------------------------------------------------------------
 
 
@@ -521,7 +416,7 @@ def _required(
     path: str, spec: _Spec, *, present: bool = False, when: str | None = None
 ) -> Violation:
     if when is not None:
-        reason = f"is required when {_clip(when, 80)}"
+        reason = f"is required when {clip(when, 80)}"
     else:
         reason = "is required and may not be null" if present else "is required"
     expected: Any = spec.values if spec.kind is FieldType.ENUM and spec.values else spec.kind.value
@@ -538,7 +433,7 @@ def _mismatch(
         field=path,
         code=ViolationCode.TYPE_MISMATCH,
         expected=spec.kind.value,
-        message=f"{path} must be {description} (got {got or _json_type(value)})",
+        message=f"{path} must be {description} (got {got or json_type(value)})",
     )
 
 
@@ -547,63 +442,8 @@ def _bad_format(path: str, format_name: str, value: str) -> Violation:
         field=path,
         code=ViolationCode.INVALID_FORMAT,
         expected=format_name,
-        message=f"{path} must be {_FORMAT_DESCRIBE[format_name]} (got {_show(value)})",
+        message=f"{path} must be {describe_format(format_name)} (got {show_value(value)})",
     )
-
-
-def _json_type(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int | float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return "array"
-    if isinstance(value, dict):
-        return "object"
-    return type(value).__name__
-
-
-def _show(value: Any) -> str:
-    """A short rendering of a submitted value: at most 80 characters, whatever it was."""
-    if isinstance(value, str):
-        # Cut before repr so a huge string is never copied whole into a message.
-        return _clip(repr(value[:90]), 80)
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return _show_number(value)
-    return _json_type(value)
-
-
-def _show_number(value: int | float) -> str:
-    if isinstance(value, float):
-        if math.isnan(value):
-            return "NaN"
-        if math.isinf(value):
-            return "Infinity" if value > 0 else "-Infinity"
-        if value.is_integer() and abs(value) < 1e16:
-            return str(int(value))
-        return repr(value)
-    try:
-        return _clip(str(value), 80)
-    except ValueError:  # over Python's int-to-text digit limit
-        return "a number too long to show"
-
-
-def _clip(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def _list_values(values: tuple[str, ...]) -> str:
-    if not values:
-        return "(no values declared)"
-    shown = ", ".join(_clip(v, 40) for v in values[:10])
-    more = len(values) - 10
-    return f"{shown} and {more} more" if more > 0 else shown
 
 
 def _copy_json(value: Any) -> Any:
