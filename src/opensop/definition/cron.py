@@ -9,6 +9,8 @@ restricted, a day matching either is a match.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 _MACROS = {
     "@yearly": "0 0 1 1 *",
@@ -110,3 +112,53 @@ def _value(text: str, name: str, low: int, high: int, names: dict[str, int]) -> 
     if not low <= number <= high:
         raise InvalidCron(f"{name}: {number} is outside {low}-{high}")
     return number
+
+
+def next_fire_time(spec: CronSpec, after: datetime, timezone: str) -> datetime:
+    """The first time strictly after ``after`` (aware) when ``spec`` fires, in UTC.
+
+    Wall-clock times are matched in ``timezone``. Across daylight-saving changes:
+    a time that does not exist (spring forward, 02:30 on the change day) fires once,
+    shifted forward by the gap (03:30); a time that happens twice (fall back) fires
+    once, at its first occurrence.
+    """
+    zone = ZoneInfo(timezone)
+    local = after.astimezone(zone).replace(second=0, microsecond=0, tzinfo=None)
+    candidate = local + timedelta(minutes=1)
+    # Four years of days bounds the search (Feb 29 on a Monday is the rarest match).
+    for _ in range(366 * 4 + 1):
+        if candidate.month not in spec.months:
+            candidate = _first_of_next_month(candidate)
+            continue
+        if not _day_matches(spec, candidate):
+            candidate = (candidate + timedelta(days=1)).replace(hour=0, minute=0)
+            continue
+        for hour in sorted(h for h in spec.hours if h >= candidate.hour):
+            start_minute = candidate.minute if hour == candidate.hour else 0
+            for minute in sorted(m for m in spec.minutes if m >= start_minute):
+                fire = _to_utc(candidate.replace(hour=hour, minute=minute), zone)
+                if fire > after:
+                    return fire
+        candidate = (candidate + timedelta(days=1)).replace(hour=0, minute=0)
+    raise InvalidCron(f"'{spec.text}' never fires")
+
+
+def _day_matches(spec: CronSpec, day: datetime) -> bool:
+    in_month = day.day in spec.days_of_month
+    in_week = (day.isoweekday() % 7) in spec.days_of_week
+    if spec.day_of_month_restricted and spec.day_of_week_restricted:
+        return in_month or in_week
+    return in_month and in_week
+
+
+def _first_of_next_month(moment: datetime) -> datetime:
+    year, month = (moment.year + 1, 1) if moment.month == 12 else (moment.year, moment.month + 1)
+    return moment.replace(year=year, month=month, day=1, hour=0, minute=0)
+
+
+def _to_utc(wall: datetime, zone: ZoneInfo) -> datetime:
+    """A wall-clock time in ``zone`` as UTC (first occurrence; gaps shift forward)."""
+    # fold=0 reads a repeated time as its first occurrence, and a time inside a
+    # spring-forward gap with the offset from before the change, which lands past the
+    # gap by its length: exactly the documented behaviour.
+    return wall.replace(tzinfo=zone, fold=0).astimezone(UTC)
