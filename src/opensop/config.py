@@ -11,8 +11,6 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from opensop.store.database import redact_url
-
 DEFAULT_DATABASE_URL = "sqlite:///var/opensop.db"
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 
@@ -34,6 +32,8 @@ class Settings:
     default_workspace: str = "default"
 
     def __repr__(self) -> str:
+        from opensop.store.database import redact_url  # SQLAlchemy only when needed
+
         token = "'***'" if self.api_token else "None"
         return (
             f"Settings(database_url={redact_url(self.database_url)!r}, host={self.host!r}, "

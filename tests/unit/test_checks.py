@@ -379,11 +379,6 @@ def test_reference_problem_messages_name_what_is_missing() -> None:
     ]
 
 
-@pytest.mark.xfail(
-    reason="BUG checks: loop `repeat_until` is checked with the scope before the loop, but it "
-    "is evaluated after each pass of the body, so it cannot read the body's outputs",
-    strict=True,
-)
 def test_repeat_until_reads_the_body_outputs() -> None:
     step = loop(
         "{id: attempt, type: automated, outputs: [{name: done, type: boolean}]}",
@@ -392,11 +387,6 @@ def test_repeat_until_reads_the_body_outputs() -> None:
     load(wrapped(step))
 
 
-@pytest.mark.xfail(
-    reason="BUG loader/checks: a problem in a map-form step input is reported at "
-    "inputs[<n>].value, a path that does not exist in the file (it is inputs.<name>)",
-    strict=True,
-)
 def test_map_form_input_problem_has_the_file_path() -> None:
     text = wrapped("- {id: s, type: automated, inputs: {a: '${inputs.email}', b: '${inputs.x}'}}")
     assert found(text) == [("unknown_input", "process.steps[1].inputs.b")]
@@ -522,12 +512,12 @@ def test_valid_trigger(trigger: str) -> None:
         pytest.param("{type: webhook, auth: {secret_env: S}, input_mapping: {emial: '${payload.e}'}}",  # noqa: E501
                      [("unknown_input", "input_mapping.emial")], id="mapping-unknown-input"),
         pytest.param("{type: webhook, auth: {secret_env: S}, input_mapping: {email: '${env.E}'}}",
-                     [("env_not_allowed", "input_mapping.email")], id="mapping-env"),
+                     [("invalid_reference", "input_mapping.email")], id="mapping-env"),
         pytest.param("{type: webhook, auth: {secret_env: S}, input_mapping: {email: '${payload'}}",
                      [("invalid_expression", "input_mapping.email")], id="mapping-syntax"),
         pytest.param("{type: webhook, auth: {secret_env: S}, input_mapping: "
                      "{email: '${steps.intake.outputs.approved}'}}",
-                     [("unknown_step", "input_mapping.email")], id="mapping-reads-a-step"),
+                     [("invalid_reference", "input_mapping.email")], id="mapping-reads-a-step"),
     ],
 )  # fmt: skip
 def test_invalid_trigger(trigger: str, expected: list[tuple[str, str]]) -> None:
@@ -540,12 +530,6 @@ def test_cron_problem_says_what_is_wrong() -> None:
     assert problem.message == "minute: 99 is outside 0-59"
 
 
-@pytest.mark.xfail(
-    reason="BUG cron._value: str.isdigit() accepts '²', then int('²') raises ValueError, "
-    "which escapes load_definition (checks catch only InvalidCron)",
-    strict=True,
-    raises=ValueError,
-)
 def test_cron_with_a_superscript_digit_is_a_definition_error() -> None:
     text = wrapped(process="trigger: {type: schedule, cron: '² * * * *'}\n")
     assert found(text) == [("invalid_cron", "process.trigger.cron")]
@@ -742,11 +726,6 @@ def test_field_rules(outputs: str, code: str, path: str) -> None:
     assert found(text) == [(code, f"process.steps[1].{path}")]
 
 
-@pytest.mark.xfail(
-    reason="BUG checks: a required_if syntax error in step or process outputs is reported twice "
-    "(by _check_fields and again by _check_condition)",
-    strict=True,
-)
 @pytest.mark.parametrize(
     ("process", "steps", "path"),
     [
@@ -767,11 +746,6 @@ def test_required_if_syntax_error_in_process_input() -> None:
     assert found(text) == [("invalid_expression", "process.inputs[1].required_if")]
 
 
-@pytest.mark.xfail(
-    reason="BUG checks: references in a process input's required_if are never checked "
-    "(step and process outputs check theirs against sibling fields)",
-    strict=True,
-)
 def test_required_if_of_a_process_input_names_a_sibling() -> None:
     text = HEAD.replace("{name: email, type: string}", "{name: email, required_if: 'amout > 1'}")
     assert found(text) == [("unknown_output", "process.inputs[1].required_if")]

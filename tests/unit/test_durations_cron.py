@@ -61,12 +61,6 @@ def test_invalid_duration_is_a_value_error_with_a_hint() -> None:
         parse_duration("soon")
 
 
-@pytest.mark.xfail(
-    reason="BUG durations: \\d matches any Unicode digit, so full-width or Arabic-Indic "
-    "digits parse ('\\uff11h' is an hour); "
-    "use [0-9] or re.ASCII",
-    strict=True,
-)
 # FULLWIDTH DIGIT ONE, ARABIC-INDIC DIGIT THREE
 @pytest.mark.parametrize("text", ["\uff11h", "\u0663s", "\uff11"])
 def test_duration_digits_are_ascii(text: str) -> None:
@@ -165,11 +159,6 @@ def test_invalid_cron(text: str, message: str) -> None:
         parse_cron(text)
 
 
-@pytest.mark.xfail(
-    reason="BUG cron._value/_parse_field: str.isdigit() accepts non-ASCII digits: a "
-    "superscript two raises a bare ValueError from int(), a full-width one parses as 1",
-    strict=True,
-)
 # SUPERSCRIPT TWO, FULLWIDTH DIGIT ONE
 @pytest.mark.parametrize("text", ["\u00b2 * * * *", "*/\u00b2 * * * *", "\uff11 * * * *"])
 def test_cron_digits_are_ascii(text: str) -> None:

@@ -176,11 +176,6 @@ def test_unquoted_version_keeps_its_source_text(written: str, kept: str) -> None
     assert version == kept and type(version) is str
 
 
-@pytest.mark.xfail(
-    reason="BUG source.py: a JSON number loses its text (1.10 -> 1.1), unlike YAML; the spec "
-    "says an unquoted 1.10 stays '1.10'",
-    strict=True,
-)
 def test_json_number_version_keeps_its_source_text() -> None:
     text = '{"name": "demo", "version": 1.10, "steps": [{"id": "a", "type": "form"}]}'
     assert load(text, filename="demo.sop.json").version == "1.10"
@@ -676,23 +671,11 @@ def test_broken_step_messages_read_well() -> None:
     }
 
 
-@pytest.mark.xfail(
-    reason="BUG loader._problems_from_validation: when every step fails validation, pydantic "
-    "also reports `steps` as too_short ('Tuple should have at least 1 item after validation, "
-    "not 0') although the file has steps; same for a loop body",
-    strict=True,
-)
 def test_a_single_broken_step_is_one_problem() -> None:
     text = MINIMAL_FLAT.replace("type: form", "type: llm")
     assert found(text) == [("invalid_value", "steps[0]")]
 
 
-@pytest.mark.xfail(
-    reason="BUG loader._data_path: for judgment/webhook/wait/loop steps the union tag in the "
-    "pydantic location equals a key of the step, so the path descends into that block; every "
-    "problem inside a loop body is reported at steps[i].loop...",
-    strict=True,
-)
 @pytest.mark.parametrize(
     ("step", "code", "path"),
     [
@@ -740,11 +723,6 @@ def test_problem_in_a_step_with_a_same_named_block(step: str, code: str, path: s
     assert found(text) == [(code, f"process.steps[1].{path}")]
 
 
-@pytest.mark.xfail(
-    reason="BUG models: lax float fields (judgment.confidence_threshold, llm.temperature) "
-    "accept a boolean as 1.0",
-    strict=True,
-)
 @pytest.mark.parametrize(
     "step",
     [
@@ -757,12 +735,6 @@ def test_boolean_is_not_a_number(step: str) -> None:
     assert [code for code, _ in found(text)] == ["wrong_type"]
 
 
-@pytest.mark.xfail(
-    reason="BUG loader._problem_for: every pattern mismatch gets the slug sentence ('use "
-    "lowercase letters, digits, '-' and '_'') even for secret_env, whose pattern is "
-    "[A-Za-z_][A-Za-z0-9_]*",
-    strict=True,
-)
 def test_secret_env_pattern_message_describes_its_own_rule() -> None:
     (problem,) = problems_of(with_trigger("{type: webhook, auth: {secret_env: a-b}}"))
     assert problem.path == "process.trigger.auth.secret_env"
@@ -916,12 +888,6 @@ def test_utf16_with_byte_order_mark_is_accepted() -> None:
     assert load(MINIMAL_FLAT.encode("utf-16")).name == "demo"
 
 
-@pytest.mark.xfail(
-    reason="BUG checks._check_jinja: a deeply nested Jinja prompt (5 KB of '(') raises "
-    "RecursionError out of load_definition instead of a DefinitionError",
-    strict=True,
-    raises=RecursionError,
-)
 def test_deeply_nested_prompt_is_a_definition_error() -> None:
     step = "- {id: s, type: llm, prompt: '{{ " + "(" * 5000 + " }}'}"
     assert found(wrapped(step)) == [("invalid_template", "process.steps[1].prompt")]
@@ -963,12 +929,6 @@ def test_loaded_lists_are_tuples(loaded: ProcessDefinition) -> None:
     assert isinstance(loaded.inputs, tuple)
 
 
-@pytest.mark.xfail(
-    reason="BUG models: mapping fields (webhook.headers, exit_outputs, trigger input_mapping, "
-    "metadata ...) are plain dicts, so a 'frozen' definition shared by instances can be "
-    "changed in place",
-    strict=True,
-)
 def test_loaded_mappings_cannot_be_changed_in_place(loaded: ProcessDefinition) -> None:
     webhook_step = loaded.steps[1]
     assert isinstance(webhook_step, WebhookStep)

@@ -206,12 +206,6 @@ def test_broken_flat_form_fails_schema() -> None:
 # --- files the loader accepts but the schema refuses ---------------------------------------
 
 
-@pytest.mark.xfail(
-    reason="BUG schema: the loader accepts an unquoted number wherever text is expected "
-    "(timeout: 30, a subprocess version: 2, enum values: [1, 2]) and upper-cases a webhook "
-    "method, but the schema only allows strings / the upper-case names",
-    strict=True,
-)
 @pytest.mark.parametrize(
     "mutate",
     [

@@ -13,8 +13,7 @@ import typer
 from opensop.config import ConfigError, Settings
 from opensop.definition.loader import Profile, load_definition
 from opensop.definition.problems import DefinitionError, Problem
-from opensop.definition.schema import packaged_schema_text
-from opensop.store.database import redact_url
+from opensop.definition.schema import schema_text
 
 app = typer.Typer(
     name="opensop",
@@ -87,7 +86,7 @@ def schema(
     ] = SchemaFormat.JSON_SCHEMA,
 ) -> None:
     """Print the JSON Schema of the process format (for editor autocompletion)."""
-    sys.stdout.write(packaged_schema_text())
+    sys.stdout.write(schema_text())
 
 
 DatabaseUrl = Annotated[
@@ -127,6 +126,7 @@ def serve(
 
     from opensop.api.app import create_app
     from opensop.server import build_service, load_folder
+    from opensop.store.database import redact_url
 
     settings = _settings(host=host, port=port, database_url=database_url)
     service = build_service(settings)
@@ -171,6 +171,7 @@ def serve(
 def migrate(database_url: DatabaseUrl = None) -> None:
     """Bring the database schema up to date (serve does it too)."""
     from opensop.server import build_service
+    from opensop.store.database import redact_url
 
     settings = _settings(database_url=database_url)
     build_service(settings)

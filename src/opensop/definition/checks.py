@@ -69,6 +69,12 @@ class _Checker:
     def run(self) -> Iterator[RawProblem]:
         yield from self._check_counts()
         yield from self._check_fields(self.definition.inputs, ("inputs",))
+        input_scope = _sibling_scope(Scope(self.inputs, {}, frozenset()), self.definition.inputs)
+        for index, declared in enumerate(self.definition.inputs):
+            if declared.required_if is not None:
+                yield from self._check_condition(
+                    declared.required_if, input_scope, ("inputs", index, "required_if")
+                )
         yield from self._check_fields(self.definition.outputs, ("outputs",))
         yield from self._check_trigger()
         yield from self._check_sla(self.definition.sla, ("sla",))
@@ -143,11 +149,6 @@ class _Checker:
                     "invalid_value",
                     f"`values` only applies to enum fields, not {declared.type}",
                 )
-            if declared.required_if is not None:
-                try:
-                    parse_condition(declared.required_if)
-                except ExpressionError as error:
-                    yield _expression_problem((*here, "required_if"), error)
 
     def _check_trigger(self) -> Iterator[RawProblem]:
         trigger = self.definition.trigger
@@ -278,7 +279,11 @@ class _Checker:
                 yield from self._check_reference_text(
                     loop.for_each, scope, (*path, "loop", "for_each")
                 )
-            inner = Scope(self.inputs, self.all_steps, scope.visible, scope.loop_vars | {loop.as_})
+            # while / repeat_until are evaluated around the body, so they may read it.
+            body_ids = frozenset(inner_step.id for inner_step in _walk(step.body))
+            inner = Scope(
+                self.inputs, self.all_steps, scope.visible | body_ids, scope.loop_vars | {loop.as_}
+            )
             for key, text in (("while", loop.while_), ("repeat_until", loop.repeat_until)):
                 if text is not None:
                     yield from self._check_condition(text, inner, (*path, "loop", key))
@@ -294,6 +299,15 @@ class _Checker:
                 text = getattr(step, key)
                 if text is not None:
                     yield from _check_jinja(text, (*path, key))
+            outbound = Scope(
+                scope.inputs, scope.steps, scope.visible, scope.loop_vars, env_allowed=True
+            )
+            if step.url is not None:
+                yield from self._check_template(step.url, outbound, (*path, "url"))
+            recipients = (step.to,) if isinstance(step.to, str) else step.to or ()
+            for index, recipient in enumerate(recipients):
+                where = (*path, "to") if isinstance(step.to, str) else (*path, "to", index)
+                yield from self._check_template(recipient, scope, where)
         elif isinstance(step, models.JudgmentStep) and step.judgment.prompt is not None:
             yield from _check_jinja(step.judgment.prompt, (*path, "judgment", "prompt"))
 
@@ -358,6 +372,14 @@ def _check_reference(reference: Reference, scope: Scope, path: PathTuple) -> Ite
     root = reference.root
     keys = _keys(reference)
     text = reference.text
+    if scope.payload_allowed and root != "payload":
+        yield _problem(
+            path,
+            "invalid_reference",
+            f"'{text}': a trigger's input_mapping can only read the delivery, "
+            "as ${payload.<path>}",
+        )
+        return
     if root in ("process", "inputs"):
         name_at = 2 if root == "process" else 1
         if root == "process" and (len(keys) < 2 or keys[1] != "inputs"):
@@ -497,6 +519,8 @@ def _check_jinja(text: str, path: PathTuple) -> Iterator[RawProblem]:
         _JINJA.parse(text)
     except jinja2.TemplateSyntaxError as error:
         yield _problem(path, "invalid_template", f"template syntax error: {error.message}")
+    except RecursionError:
+        yield _problem(path, "invalid_template", "the template nests too deeply")
 
 
 def _expression_problem(path: PathTuple, error: ExpressionError) -> RawProblem:

@@ -86,7 +86,7 @@ def _parse_field(
         body, _, step_text = item.partition("/")
         step = 1
         if step_text:
-            if not step_text.isdigit() or int(step_text) == 0:
+            if not (step_text.isascii() and step_text.isdigit()) or int(step_text) == 0:
                 raise InvalidCron(f"{name}: step '{step_text}' must be a positive number")
             step = int(step_text)
         if body == "*":
@@ -106,7 +106,7 @@ def _parse_field(
 def _value(text: str, name: str, low: int, high: int, names: dict[str, int]) -> int:
     if text in names:
         return names[text]
-    if not text.isdigit():
+    if not (text.isascii() and text.isdigit()):
         raise InvalidCron(f"{name}: '{text}' is not a number or a known name")
     number = int(text)
     if not low <= number <= high:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
-_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
+_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h|d|w)")
 # A longer timer than this is almost certainly a typo (and overflows some datetimes).
 MAX_DURATION_SECONDS = 366 * 86400.0
 
@@ -19,7 +19,7 @@ def parse_duration(text: str) -> float:
     cleaned = text.strip().replace(" ", "")
     if not cleaned:
         raise InvalidDuration("a duration may not be empty")
-    if re.fullmatch(r"\d+(?:\.\d+)?", cleaned):
+    if re.fullmatch(r"[0-9]+(?:\.[0-9]+)?", cleaned):
         total = float(cleaned)
     else:
         position = 0

@@ -5,10 +5,11 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, StrictBool, field_validator
+from pydantic import BaseModel, ConfigDict, StrictBool, StrictFloat, StrictInt
 from pydantic import Field as PydanticField
 
-from opensop.definition.text import coerce_scalar_to_text, coerce_scalars_to_text
+from opensop.definition.frozen import FrozenMap
+from opensop.definition.text import Text, TextList
 
 
 class FieldType(StrEnum):
@@ -48,26 +49,21 @@ class Field(BaseModel):
     name: str = PydanticField(pattern=r"^[A-Za-z_][A-Za-z0-9_-]*$", max_length=128)
     type: FieldType = FieldType.STRING
     required: StrictBool = False
-    values: tuple[str, ...] | None = None
-    description: str | None = None
+    values: TextList | None = None
+    description: Text | None = None
     default: Any = None
     format: StringFormat | None = None
     # `schema` is a reserved name on pydantic models, hence the alias.
-    object_schema: dict[str, str] | None = PydanticField(default=None, alias="schema")
-    item_schema: dict[str, str] | None = None
-    from_: str | None = PydanticField(default=None, alias="from")
-    required_if: str | None = None
+    object_schema: FrozenMap[Text] | None = PydanticField(default=None, alias="schema")
+    item_schema: FrozenMap[Text] | None = None
+    from_: Text | None = PydanticField(default=None, alias="from")
+    required_if: Text | None = None
     collection: StrictBool = False
-    min_length: int | None = PydanticField(default=None, ge=0)
-    max_length: int | None = PydanticField(default=None, ge=0)
-    minimum: float | None = None
-    maximum: float | None = None
+    min_length: StrictInt | None = PydanticField(default=None, ge=0)
+    max_length: StrictInt | None = PydanticField(default=None, ge=0)
+    minimum: StrictInt | StrictFloat | None = None
+    maximum: StrictInt | StrictFloat | None = None
     # Literal or templated value of an automated step's output (no script needed).
     value: Any = None
-    label: str | None = None
-    placeholder: str | None = None
-
-    _text = field_validator(
-        "description", "from_", "required_if", "label", "placeholder", mode="before"
-    )(coerce_scalar_to_text)
-    _values = field_validator("values", mode="before")(coerce_scalars_to_text)
+    label: Text | None = None
+    placeholder: Text | None = None

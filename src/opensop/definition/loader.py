@@ -14,6 +14,7 @@ from __future__ import annotations
 import difflib
 import types
 import typing
+from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -78,14 +79,36 @@ def _position(problem: Problem) -> tuple[int, int]:
     return (problem.line or 0, problem.column or 0)
 
 
-def _locator(document: SourceDocument, prefix: PathTuple) -> Any:
+def _locator(document: SourceDocument, prefix: PathTuple) -> Callable[[RawProblem], Problem]:
     def locate(problem: RawProblem) -> Problem:
-        full = prefix + problem.path
+        full = _as_written(document.value, prefix + problem.path)
         position = document.locate(full)
         line, column = position if position else (None, None)
         return Problem(format_path(full), problem.code, problem.message, line, column)
 
     return locate
+
+
+def _as_written(data: Any, path: PathTuple) -> PathTuple:
+    """The path as the file spells it: the models normalize map-form step inputs
+    (`inputs: {name: "${...}"}`) into a list, so ``inputs[1].value`` is ``inputs.<name>``."""
+    written: list[str | int] = []
+    current = data
+    parts = list(path)
+    while parts:
+        part = parts.pop(0)
+        if isinstance(current, dict) and isinstance(part, int) and 0 <= part < len(current):
+            part = list(current)[part]
+            if parts and parts[0] == "value":
+                parts.pop(0)
+        written.append(part)
+        if isinstance(current, dict):
+            current = current.get(part)
+        elif isinstance(current, list) and isinstance(part, int) and 0 <= part < len(current):
+            current = current[part]
+        else:
+            current = None
+    return tuple(written)
 
 
 def _unwrap(value: Any) -> tuple[PathTuple, dict[str, Any], list[RawProblem]]:
@@ -179,6 +202,8 @@ def _problems_from_validation(error: ValidationError, data: dict[str, Any]) -> l
         loc = tuple(item["loc"])
         path = _data_path(loc, data, keep_last=item["type"] == "missing")
         problem = _problem_for(item, loc, path)
+        if problem is None:
+            continue
         key = (problem.path, problem.code)
         if key in seen:  # a union reports one failure per member; one is enough
             continue
@@ -187,7 +212,7 @@ def _problems_from_validation(error: ValidationError, data: dict[str, Any]) -> l
     return problems
 
 
-def _problem_for(item: Any, loc: tuple[Any, ...], path: PathTuple) -> RawProblem:
+def _problem_for(item: Any, loc: tuple[Any, ...], path: PathTuple) -> RawProblem | None:
     kind = item["type"]
     given = item.get("input")
     last = str(path[-1]) if path else ""
@@ -215,6 +240,15 @@ def _problem_for(item: Any, loc: tuple[Any, ...], path: PathTuple) -> RawProblem
         if close:
             message = f"{_short(given)} is not allowed; did you mean '{close[0]}'?"
         return RawProblem(path, "invalid_value", message)
+    if kind == "string_pattern_mismatch" and item.get("ctx", {}).get("pattern") != (
+        models.SLUG_PATTERN
+    ):
+        return RawProblem(
+            path,
+            "invalid_name",
+            f"{_short(given)} does not match the required pattern "
+            f"{item.get('ctx', {}).get('pattern')}",
+        )
     if kind == "string_pattern_mismatch":
         return RawProblem(
             path,
@@ -228,6 +262,8 @@ def _problem_for(item: Any, loc: tuple[Any, ...], path: PathTuple) -> RawProblem
         )
     if kind in ("greater_than_equal", "less_than_equal", "greater_than", "less_than"):
         return RawProblem(path, "out_of_range", f"{item['msg'].lower()} (got {_short(given)})")
+    if kind == "too_short" and len(given or ()) >= item.get("ctx", {}).get("min_length", 1):
+        return None  # pydantic's echo of items that failed on their own; already reported
     if kind in ("too_short", "too_long", "string_too_long", "string_too_short"):
         return RawProblem(path, "invalid_length", item["msg"])
     message = str(item["msg"]).removeprefix("Value error, ")
@@ -247,13 +283,21 @@ def _data_path(loc: tuple[Any, ...], data: Any, *, keep_last: bool) -> PathTuple
     """Map a pydantic location to a path in the file, dropping union member names."""
     path: list[str | int] = []
     current = data
+    entered_union = False
     for index, part in enumerate(loc):
         is_last = index == len(loc) - 1
+        if entered_union and not is_last and part == current.get("type"):
+            # The discriminator tag (a step's or trigger's type), not a key in the file,
+            # even when the type has a block of the same name (`loop: {...}`).
+            entered_union = False
+            continue
+        entered_union = False
         if (isinstance(current, dict) and part in current) or (
             isinstance(current, list) and isinstance(part, int) and part < len(current)
         ):
             path.append(part)
             current = current[part]
+            entered_union = isinstance(current, dict) and "type" in current
         elif is_last and keep_last:
             path.append(part)
         # else: a discriminator tag or union member name, not a place in the file

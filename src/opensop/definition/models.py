@@ -17,21 +17,20 @@ from pydantic import (
     StrictBool,
     StrictFloat,
     StrictInt,
-    field_validator,
     model_validator,
 )
 from pydantic import Field as PydanticField
 
 from opensop.definition.fields import Field
-from opensop.definition.text import scalar_text
+from opensop.definition.frozen import FrozenMap
+from opensop.definition.text import Text
 
 SLUG_PATTERN = r"^[a-z0-9][a-z0-9_-]*$"
 MAX_SLUG_LENGTH = 128
 
 Slug = Annotated[str, PydanticField(pattern=SLUG_PATTERN, max_length=MAX_SLUG_LENGTH)]
 # Text written where a string is expected keeps the author's spelling (1.10 stays "1.10").
-Text = Annotated[str, BeforeValidator(scalar_text)]
-DurationText = Annotated[str, BeforeValidator(scalar_text)]
+DurationText = Text
 Number = StrictInt | StrictFloat  # booleans and numeric strings are not numbers
 
 
@@ -121,7 +120,7 @@ class StepBase(Frozen):
     retry: RetryPolicy | None = None
     continue_on_error: StrictBool = False
     exit_when: Text | None = None
-    exit_outputs: dict[str, Any] | None = None
+    exit_outputs: FrozenMap[Any] | None = None
     executor: Literal["internal", "external"] | None = None
     assignee: Text | None = None
     role: Text | None = None
@@ -153,7 +152,7 @@ class ApprovalStep(StepBase):
 class JudgmentConfig(Frozen):
     allow_agent: StrictBool = False
     require_human_review: StrictBool = False
-    confidence_threshold: float = PydanticField(default=0.8, ge=0.0, le=1.0)
+    confidence_threshold: Number = PydanticField(default=0.8, ge=0.0, le=1.0)
     escalate_to: Text | None = None
     escalation: Text | None = None
     model: Text | None = None
@@ -178,9 +177,9 @@ class LlmStep(StepBase):
     prompt: Text | None = None
     prompt_file: Text | None = None
     system: Text | None = None
-    expected_output_schema: dict[str, Any] | None = None
+    expected_output_schema: FrozenMap[Any] | None = None
     max_retries: StrictInt = PydanticField(default=2, ge=0, le=10)
-    temperature: float | None = PydanticField(default=None, ge=0.0, le=2.0)
+    temperature: Number | None = PydanticField(default=None, ge=0.0, le=2.0)
     max_tokens: StrictInt | None = PydanticField(default=None, ge=1)
     tools: tuple[Any, ...] = ()
 
@@ -191,20 +190,30 @@ class LlmStep(StepBase):
         return self
 
 
+def _upper(value: Any) -> Any:
+    return value.upper() if isinstance(value, str) else value
+
+
+HttpMethod = Annotated[
+    Literal["GET", "POST", "PUT", "PATCH", "DELETE"],
+    BeforeValidator(
+        _upper,
+        json_schema_input_type=Literal[
+            "GET", "POST", "PUT", "PATCH", "DELETE", "get", "post", "put", "patch", "delete"
+        ],
+    ),
+]
+
+
 class WebhookConfig(Frozen):
-    method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"] = "POST"
+    method: HttpMethod = "POST"
     url: Text
-    headers: dict[str, Text] = PydanticField(default_factory=dict)
+    headers: FrozenMap[Text] = PydanticField(default_factory=dict)
     body: Any = None
     response_mode: Literal["sync", "callback"] = "sync"
     callback_path: Text | None = None
     poll_timeout: DurationText | None = None
     request_timeout: DurationText | None = None
-
-    @field_validator("method", mode="before")
-    @classmethod
-    def _upper_method(cls, value: Any) -> Any:
-        return value.upper() if isinstance(value, str) else value
 
 
 class WebhookStep(StepBase):
@@ -256,7 +265,7 @@ class LoopConfig(Frozen):
     repeat_until: Text | None = None
     as_: Slug = PydanticField(default="item", alias="as")
     max_iterations: StrictInt = PydanticField(default=100, ge=1, le=10_000)
-    aggregate: dict[str, Literal["concat", "collect", "last", "sum", "count"]] = PydanticField(
+    aggregate: FrozenMap[Literal["concat", "collect", "last", "sum", "count"]] = PydanticField(
         default_factory=dict
     )
 
@@ -323,21 +332,21 @@ class ManualTrigger(Frozen):
 class WebhookTrigger(Frozen):
     type: Literal["webhook"]
     auth: HmacAuth
-    input_mapping: dict[str, Any] = PydanticField(default_factory=dict)
+    input_mapping: FrozenMap[Any] = PydanticField(default_factory=dict)
 
 
 class ScheduleTrigger(Frozen):
     type: Literal["schedule"]
     cron: Text
     timezone: Text = "UTC"
-    inputs: dict[str, Any] = PydanticField(default_factory=dict)
+    inputs: FrozenMap[Any] = PydanticField(default_factory=dict)
     catch_up: Literal["once", "skip"] = "once"
 
 
 class IntervalTrigger(Frozen):
     type: Literal["interval"]
     interval: DurationText
-    inputs: dict[str, Any] = PydanticField(default_factory=dict)
+    inputs: FrozenMap[Any] = PydanticField(default_factory=dict)
     catch_up: Literal["once", "skip"] = "once"
 
 
@@ -392,7 +401,7 @@ class ProcessDefinition(Frozen):
     access: Access | None = None
     replaces: Text | None = None
     recipe: Recipe | None = None
-    metadata: dict[str, Any] | None = None
+    metadata: FrozenMap[Any] | None = None
 
     def step(self, step_id: str) -> StepBase:
         for step in self.steps:

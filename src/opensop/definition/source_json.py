@@ -25,6 +25,7 @@ from opensop.definition.source_problems import (
     utf8_size,
     value_too_large_message,
 )
+from opensop.definition.text import SourceFloat, SourceInt
 
 __all__ = ["load_json"]
 
@@ -190,11 +191,21 @@ def load_json(
     def integer(digits: str) -> int:
         if len(digits) > limits.max_number_chars:  # int() refuses > 4300 digits anyway
             raise NumberTooLong
-        return int(digits)
+        return SourceInt(int(digits), digits)
+
+    def decimal(digits: str) -> float:
+        # Keep the text, as YAML does: `"version": 1.10` must stay "1.10", never 1.1.
+        if len(digits) > limits.max_number_chars:
+            raise NumberTooLong
+        return SourceFloat(float(digits), digits)
 
     try:
         value = json.loads(
-            text, object_pairs_hook=pairs, parse_constant=constant, parse_int=integer
+            text,
+            object_pairs_hook=pairs,
+            parse_constant=constant,
+            parse_int=integer,
+            parse_float=decimal,
         )
     except json.JSONDecodeError as exc:
         problems.fatal(ProblemCode.SYNTAX_ERROR, exc.msg, exc.lineno, exc.colno)

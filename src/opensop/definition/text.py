@@ -6,7 +6,9 @@ their source text, so ``version: 1.10`` can become the string "1.10", never 1.1.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import BeforeValidator
 
 
 class SourceText:
@@ -54,3 +56,12 @@ def coerce_scalars_to_text(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [scalar_text(v) for v in value]
     return value
+
+
+# Text written where a string is expected keeps the author's spelling (1.10 stays "1.10").
+# The JSON Schema admits numbers there too, as the loader does.
+Text = Annotated[str, BeforeValidator(scalar_text, json_schema_input_type=str | int | float)]
+TextList = Annotated[
+    tuple[str, ...],
+    BeforeValidator(coerce_scalars_to_text, json_schema_input_type=list[str | int | float]),
+]
