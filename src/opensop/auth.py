@@ -22,6 +22,14 @@ class Scope(StrEnum):
     CANCEL = "cancel"  # cancel instances
 
 
+class BootstrapTokenRefused(ValueError):
+    """The operator's configured token cannot be used."""
+
+
+class BootstrapTokenRevoked(BootstrapTokenRefused):
+    pass
+
+
 @dataclass(frozen=True)
 class Principal:
     """Who is calling: a live token of one workspace."""

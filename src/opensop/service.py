@@ -122,10 +122,8 @@ class Service:
             record.id, record.workspace_id, record.name, frozenset(Scope(s) for s in record.scopes)
         )
 
-    def create_token(
-        self, workspace_id: str, name: str, scopes: list[str] | None, secret: str | None = None
-    ) -> NewToken:
-        """A new token; ``secret`` lets an operator bootstrap a known token."""
+    def create_token(self, workspace_id: str, name: str, scopes: list[str] | None) -> NewToken:
+        """A new token with a fresh secret, shown to the caller once."""
         try:
             scope_names = auth.parse_scopes(scopes)
         except ValueError as error:
@@ -133,24 +131,56 @@ class Service:
                 str(error),
                 [{"field": "scopes", "code": "not_in_enum", "expected": [s.value for s in Scope]}],
             ) from None
-        secret = secret or auth.new_secret()
+        secret = auth.new_secret()
         now = self.clock.now()
         with self.db.write() as conn:
             token_store.ensure_workspace(conn, workspace_id, now)
-            existing = token_store.find_live_token(conn, auth.hash_secret(secret))
-            if existing is not None:
-                return NewToken(existing, secret)
-            record = token_store.insert_token(
-                conn,
-                token_id=str(ULID()),
-                workspace_id=workspace_id,
-                name=name,
-                prefix=secret[: auth.DISPLAY_PREFIX_LENGTH],
-                secret_hash=auth.hash_secret(secret),
-                scopes=scope_names,
-                now=now,
-            )
+            record = self._insert_token(conn, workspace_id, name, secret, scope_names, now)
         return NewToken(record, secret)
+
+    def bootstrap_token(self, workspace_id: str, secret: str) -> token_store.TokenRecord:
+        """Make an operator-chosen secret (OPENSOP_API_TOKEN) a live admin token.
+
+        Idempotent across restarts; a secret that was revoked stays revoked.
+        """
+        if not auth.plausible_token(secret):
+            raise auth.BootstrapTokenRefused(
+                "OPENSOP_API_TOKEN must start with 'sk_' and be 11 to 200 ASCII characters"
+            )
+        digest = auth.hash_secret(secret)
+        now = self.clock.now()
+        with self.db.write() as conn:
+            token_store.ensure_workspace(conn, workspace_id, now)
+            existing = token_store.find_token(conn, digest)
+            if existing is not None and existing.revoked_at is not None:
+                raise auth.BootstrapTokenRevoked(
+                    "OPENSOP_API_TOKEN was revoked; set a new secret (revocation is permanent)"
+                )
+            if existing is not None:
+                return existing
+            return self._insert_token(
+                conn, workspace_id, "bootstrap", secret, [Scope.ADMIN.value], now
+            )
+
+    def _insert_token(
+        self,
+        conn: sa.Connection,
+        workspace_id: str,
+        name: str,
+        secret: str,
+        scopes: list[str],
+        now: datetime,
+    ) -> token_store.TokenRecord:
+        return token_store.insert_token(
+            conn,
+            token_id=str(ULID()),
+            workspace_id=workspace_id,
+            name=name,
+            prefix=secret[: auth.DISPLAY_PREFIX_LENGTH],
+            secret_hash=auth.hash_secret(secret),
+            scopes=scopes,
+            now=now,
+        )
 
     def list_tokens(self, principal: Principal) -> list[token_store.TokenRecord]:
         require(principal, Scope.ADMIN)
@@ -280,7 +310,7 @@ class Service:
                 "`metadata` must be a JSON object.",
                 [{"field": "metadata", "code": "type_mismatch", "expected": "object"}],
             )
-        request_hash = _request_hash(body) if idempotency_key else None
+        request_hash = _request_hash(name, body) if idempotency_key else None
         now = self.clock.now()
         try:
             with self.db.write() as conn:
@@ -582,6 +612,8 @@ def _check_submission_shape(outputs: Any, decided_by: Any, confidence: Any) -> N
         raise InvalidInputs("The submission failed validation.", details)
 
 
-def _request_hash(body: Mapping[str, Any]) -> str:
-    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+def _request_hash(process_name: str, body: Mapping[str, Any]) -> str:
+    """What an Idempotency-Key promises: the same process and the same body."""
+    request = {"process": process_name, "body": body}
+    canonical = json.dumps(request, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(canonical.encode()).hexdigest()

@@ -85,11 +85,6 @@ def test_a_request_without_a_token_is_401(
     assert_error(response, 401, "unauthorized")
 
 
-@pytest.mark.xfail(
-    reason="BUG: body, path and query checks run before authentication, so an anonymous "
-    "request with a bad body gets 400/404/422 instead of 401",
-    strict=True,
-)
 @pytest.mark.parametrize(("method", "path", "body"), PROTECTED_AND_INVALID)
 def test_a_request_without_a_token_is_401_whatever_its_body(
     server_on_sqlite: Server,

@@ -240,11 +240,6 @@ def test_extreme_values_are_refused_or_accepted_but_never_500(
 LONE_SURROGATE = "\\ud800"  # JSON text for an unpaired UTF-16 surrogate: not Unicode text
 
 
-@pytest.mark.xfail(
-    reason="BUG: a JSON string holding a lone surrogate (\\ud800) parses, then fails to "
-    "encode as UTF-8 in the store: 500 internal_error instead of a 4xx",
-    strict=True,
-)
 @pytest.mark.parametrize(
     "where",
     ["start-inputs", "start-metadata-key", "submit-outputs", "cancel-reason", "token-name"],
@@ -281,14 +276,6 @@ def test_a_lone_surrogate_is_refused_not_500(
 def test_a_nul_character_is_stored_or_refused_not_500(
     request: pytest.FixtureRequest, server: Server, target: tuple[str, str], where: str
 ) -> None:
-    if server.database_url.startswith("postgresql"):
-        request.applymarker(
-            pytest.mark.xfail(
-                reason="BUG: PostgreSQL text/JSONB cannot hold U+0000; the store error surfaces "
-                "as 500 internal_error instead of a 4xx (SQLite stores the value)",
-                strict=True,
-            )
-        )
     name, _ = target
     path, body = {
         "start-inputs": (f"/sop/{name}/start", {"inputs": {"who": "a\u0000b"}}),

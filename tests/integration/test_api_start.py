@@ -302,11 +302,6 @@ def test_failed_starts_change_nothing(client: httpx.Client, typed: str) -> None:
     assert count(client, process=typed) == 0
 
 
-@pytest.mark.xfail(
-    reason="BUG: the Idempotency-Key lookup ignores the process name, so a key first used "
-    "on process A, replayed with the same body on process B, answers 200 with A's instance",
-    strict=True,
-)
 def test_an_idempotency_key_reused_on_another_process_does_not_return_its_instance(
     client: httpx.Client, typed: str
 ) -> None:

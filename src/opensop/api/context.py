@@ -10,10 +10,10 @@ from typing import Any, TypeVar
 from fastapi import Request
 from starlette.concurrency import run_in_threadpool
 
-from opensop.auth import Principal
+from opensop.auth import Principal, Scope
 from opensop.config import Settings
 from opensop.errors import InvalidPayload, PayloadTooLarge
-from opensop.service import Service
+from opensop.service import Service, require
 
 T = TypeVar("T")
 
@@ -40,15 +40,32 @@ def token_of(request: Request) -> str | None:
     return None
 
 
-async def as_caller(request: Request, action: Callable[[Principal], T]) -> T:
-    """Authenticate and act in one worker-thread hop (the store calls block)."""
+async def as_caller(
+    request: Request, action: Callable[[Principal], T], scope: Scope | None = None
+) -> T:
+    """Authenticate, check the scope, then act, in one worker-thread hop.
+
+    Authentication and the scope come first, so a caller without the right token learns
+    nothing from body, path or query checks: those belong inside ``action``. (The
+    service checks scopes again; it is the authority.)
+    """
     service = context_of(request).service
     token = token_of(request)
 
     def run() -> T:
-        return action(service.authenticate(token))
+        principal = service.authenticate(token)
+        if scope is not None:
+            require(principal, scope)
+        return action(principal)
 
     return await run_in_threadpool(run)
+
+
+async def authenticated(request: Request) -> Principal:
+    """The caller, for routes that must do async work between authenticating and acting."""
+    service = context_of(request).service
+    token = token_of(request)
+    return await run_in_threadpool(service.authenticate, token)
 
 
 async def read_body(request: Request) -> bytes:
@@ -71,22 +88,51 @@ def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
-def parse_json(body: bytes) -> Any:
+def parse_json(body: bytes, *, optional: bool = False) -> Any:
+    """The body as JSON (``None`` for an empty optional body); 400 when it is not JSON.
+
+    Strings that no store can keep are refused here, the same on every store: unpaired
+    UTF-16 surrogates (from ``\\ud800`` escapes) and NUL characters.
+    """
+    if optional and not body.strip():
+        return None
     try:
-        return json.loads(body, parse_constant=_refuse_constant)
+        value = json.loads(body, parse_constant=_refuse_constant)
     except (ValueError, RecursionError) as error:
         reason = error.msg if isinstance(error, json.JSONDecodeError) else str(error)
         raise InvalidPayload(f"The request body is not valid JSON: {reason}.") from None
+    # Only \u escapes can produce such characters in a body that decoded as UTF-8.
+    if b"\\u" in body and _has_unstorable_text(value):
+        raise InvalidPayload(
+            "The request body contains a NUL character or an unpaired surrogate escape."
+        )
+    return value
 
 
-async def read_json(request: Request, *, optional: bool = False) -> Any:
-    body = await read_body(request)
-    if optional and not body.strip():
-        return None
-    return parse_json(body)
+def _has_unstorable_text(value: Any) -> bool:
+    stack = [value]
+    while stack:
+        current = stack.pop()
+        if isinstance(current, str):
+            if "\x00" in current or _has_surrogate(current):
+                return True
+        elif isinstance(current, dict):
+            stack.extend(current.keys())
+            stack.extend(current.values())
+        elif isinstance(current, list):
+            stack.extend(current)
+    return False
 
 
-async def read_json_object(request: Request, *, optional: bool = False) -> dict[str, Any]:
-    """The body as a JSON object; anything else parses but has no fields (422 later)."""
-    value = await read_json(request, optional=optional)
+def _has_surrogate(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def json_object(body: bytes, *, optional: bool = False) -> dict[str, Any]:
+    """The body as a JSON object; any other JSON value has no fields (422 later)."""
+    value = parse_json(body, optional=optional)
     return value if isinstance(value, dict) else {}

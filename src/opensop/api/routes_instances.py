@@ -1,20 +1,27 @@
-"""Instances and their steps: start, watch, submit, cancel, list."""
+"""Instances and their steps: start, watch, submit, cancel, list.
+
+Every check of the body, path or query runs inside the authenticated action, so a
+caller without a valid token gets 401 whatever else is wrong with the request.
+"""
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query, Request
+from fastapi import APIRouter, Header, Request
 from fastapi.responses import JSONResponse
 
 from opensop.api import serialize
-from opensop.api.context import as_caller, context_of, read_json, read_json_object
+from opensop.api.context import as_caller, context_of, json_object, parse_json, read_body
+from opensop.auth import Principal, Scope
 from opensop.engine.states import InstanceState
 from opensop.errors import InvalidInputs, InvalidQuery, NotFound
 
 router = APIRouter(tags=["instances"])
 
 MAX_PAGE = 200
+DEFAULT_PAGE = 50
+_MAX_OFFSET = 1_000_000
 _ULID_LENGTH = 26
 
 
@@ -23,40 +30,28 @@ async def list_instances(
     request: Request,
     process: str | None = None,
     state: str | None = None,
-    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
-    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+    limit: str | None = None,
+    offset: str | None = None,
     after: str | None = None,
 ) -> JSONResponse:
-    parsed_state = None
-    if state is not None:
-        try:
-            parsed_state = InstanceState(state)
-        except ValueError:
-            allowed = ", ".join(s.value for s in InstanceState)
-            raise InvalidQuery(
-                f"state must be one of {allowed}.",
-                [
-                    {
-                        "field": "state",
-                        "code": "not_in_enum",
-                        "expected": [s.value for s in InstanceState],
-                    }
-                ],
-            ) from None
     service = context_of(request).service
-    rows, total = await as_caller(
-        request,
-        lambda principal: service.list_instances(
+
+    def act(principal: Principal) -> Any:
+        page = _bounded_int("limit", limit, DEFAULT_PAGE, 1, MAX_PAGE)
+        skip = _bounded_int("offset", offset, 0, 0, _MAX_OFFSET)
+        rows, total = service.list_instances(
             principal,
             process_name=process,
-            state=parsed_state,
-            limit=limit,
-            offset=offset,
+            state=_instance_state(state),
+            limit=page,
+            offset=skip,
             after=after,
-        ),
-    )
+        )
+        return rows, total, page
+
+    rows, total, page = await as_caller(request, act, Scope.VIEW)
     headers = {"X-Total-Count": str(total)}
-    if len(rows) == limit:
+    if len(rows) == page:
         headers["X-Next-After"] = rows[-1].id
     return JSONResponse([serialize.summary_json(row) for row in rows], headers=headers)
 
@@ -71,16 +66,22 @@ async def pending_steps(request: Request) -> list[dict[str, Any]]:
 async def start(
     request: Request,
     name: str,
-    idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
+    idempotency_key: Annotated[str | None, Header()] = None,
 ) -> JSONResponse:
-    body = await read_json(request)
-    payload = body if isinstance(body, dict) else {}
-    _refuse_unknown(payload, {"inputs", "metadata"})
+    raw = await read_body(request)
     service = context_of(request).service
-    started = await as_caller(
-        request,
-        lambda principal: service.start(principal, name, payload, idempotency_key=idempotency_key),
-    )
+
+    def act(principal: Principal) -> Any:
+        if idempotency_key is not None and not 0 < len(idempotency_key) <= 255:
+            raise InvalidInputs(
+                "Idempotency-Key must be 1 to 255 characters.",
+                [{"field": "Idempotency-Key", "code": "invalid_format", "expected": "1-255"}],
+            )
+        payload = json_object(raw)
+        _refuse_unknown(payload, {"inputs", "metadata"})
+        return service.start(principal, name, payload, idempotency_key=idempotency_key)
+
+    started = await as_caller(request, act, Scope.START)
     return JSONResponse(
         serialize.instance_json(started.view), status_code=201 if started.created else 200
     )
@@ -88,44 +89,51 @@ async def start(
 
 @router.get("/sop/{name}/{instance_id}", summary="An instance with its steps")
 async def get_instance(request: Request, name: str, instance_id: str) -> dict[str, Any]:
-    _check_id(instance_id)
     service = context_of(request).service
-    view = await as_caller(
-        request, lambda principal: service.get_instance(principal, name, instance_id)
-    )
-    return serialize.instance_json(view)
+
+    def act(principal: Principal) -> Any:
+        _check_id(instance_id)
+        return service.get_instance(principal, name, instance_id)
+
+    return serialize.instance_json(await as_caller(request, act, Scope.VIEW))
 
 
 @router.get("/sop/{name}/{instance_id}/steps", summary="An instance's steps in order")
 async def get_steps(request: Request, name: str, instance_id: str) -> list[dict[str, Any]]:
-    _check_id(instance_id)
     service = context_of(request).service
-    view = await as_caller(
-        request, lambda principal: service.get_instance(principal, name, instance_id)
-    )
-    return serialize.steps_json(view)
+
+    def act(principal: Principal) -> Any:
+        _check_id(instance_id)
+        return service.get_instance(principal, name, instance_id)
+
+    return serialize.steps_json(await as_caller(request, act, Scope.VIEW))
 
 
 @router.get("/sop/{name}/{instance_id}/events", summary="An instance's audit log")
 async def get_events(request: Request, name: str, instance_id: str) -> list[dict[str, Any]]:
-    _check_id(instance_id)
     service = context_of(request).service
-    rows = await as_caller(
-        request, lambda principal: service.instance_events(principal, name, instance_id)
-    )
+
+    def act(principal: Principal) -> Any:
+        _check_id(instance_id)
+        return service.instance_events(principal, name, instance_id)
+
+    rows = await as_caller(request, act, Scope.VIEW)
     return [{**row, "created_at": serialize.timestamp(row["created_at"])} for row in rows]
 
 
 @router.post("/sop/{name}/{instance_id}/steps/{step_id}/submit", summary="Complete a step")
 async def submit(request: Request, name: str, instance_id: str, step_id: str) -> dict[str, Any]:
-    _check_id(instance_id)
-    body = await read_json(request)
-    payload = body if isinstance(body, dict) else {"outputs": body}
-    _refuse_unknown(payload, {"outputs", "decided_by", "confidence", "lease_token"})
+    raw = await read_body(request)
     service = context_of(request).service
-    submitted = await as_caller(
-        request, lambda principal: service.submit(principal, name, instance_id, step_id, payload)
-    )
+
+    def act(principal: Principal) -> Any:
+        _check_id(instance_id)
+        body = parse_json(raw)
+        payload = body if isinstance(body, dict) else {"outputs": body}
+        _refuse_unknown(payload, {"outputs", "decided_by", "confidence", "lease_token"})
+        return service.submit(principal, name, instance_id, step_id, payload)
+
+    submitted = await as_caller(request, act, Scope.ADVANCE)
     step = submitted.view.definition.step(step_id)
     return {
         **serialize.step_json(submitted.step, step),
@@ -135,19 +143,20 @@ async def submit(request: Request, name: str, instance_id: str, step_id: str) ->
 
 @router.post("/sop/{name}/{instance_id}/cancel", summary="Cancel an instance")
 async def cancel(request: Request, name: str, instance_id: str) -> dict[str, Any]:
-    _check_id(instance_id)
-    body = await read_json_object(request, optional=True)
-    reason = body.get("reason")
-    if reason is not None and (not isinstance(reason, str) or len(reason) > 2000):
-        raise InvalidInputs(
-            "reason must be a string of at most 2000 characters.",
-            [{"field": "reason", "code": "type_mismatch", "expected": "string"}],
-        )
+    raw = await read_body(request)
     service = context_of(request).service
-    view = await as_caller(
-        request, lambda principal: service.cancel(principal, name, instance_id, reason)
-    )
-    return serialize.instance_json(view)
+
+    def act(principal: Principal) -> Any:
+        _check_id(instance_id)
+        reason = json_object(raw, optional=True).get("reason")
+        if reason is not None and (not isinstance(reason, str) or len(reason) > 2000):
+            raise InvalidInputs(
+                "reason must be a string of at most 2000 characters.",
+                [{"field": "reason", "code": "type_mismatch", "expected": "string"}],
+            )
+        return service.cancel(principal, name, instance_id, reason)
+
+    return serialize.instance_json(await as_caller(request, act, Scope.CANCEL))
 
 
 def _check_id(instance_id: str) -> None:
@@ -163,3 +172,27 @@ def _refuse_unknown(body: dict[str, Any], allowed: set[str]) -> None:
             f"Unknown field {unknown[0][:64]!r} in the request body.",
             [{"field": key[:128], "code": "unknown_field"} for key in unknown],
         )
+
+
+def _instance_state(text: str | None) -> InstanceState | None:
+    if text is None:
+        return None
+    try:
+        return InstanceState(text)
+    except ValueError:
+        allowed = [s.value for s in InstanceState]
+        raise InvalidQuery(
+            f"state must be one of {', '.join(allowed)}.",
+            [{"field": "state", "code": "not_in_enum", "expected": allowed}],
+        ) from None
+
+
+def _bounded_int(name: str, text: str | None, default: int, low: int, high: int) -> int:
+    if text is None:
+        return default
+    if not (text.isascii() and text.isdigit()) or not low <= int(text) <= high:
+        raise InvalidQuery(
+            f"{name} must be a whole number from {low} to {high}.",
+            [{"field": name, "code": "invalid_format", "expected": f"{low}-{high}"}],
+        )
+    return int(text)

@@ -7,12 +7,15 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 
 from opensop.api import serialize
-from opensop.api.context import as_caller, context_of, read_body
+from opensop.api.context import as_caller, authenticated, context_of, read_body
+from opensop.auth import Scope
 from opensop.errors import InvalidDefinition, InvalidPayload
+from opensop.service import require
 
 router = APIRouter(tags=["processes"])
 
@@ -28,10 +31,13 @@ async def discovery(request: Request) -> list[dict[str, Any]]:
 
 @router.post("/sop/processes/register", status_code=201, summary="Publish a process version")
 async def register(request: Request) -> JSONResponse:
+    # Authenticate before reading the upload: parsing multipart bodies is async work.
+    principal = await authenticated(request)
+    require(principal, Scope.REGISTER)
     data, filename = await _definition_upload(request)
     service = context_of(request).service
-    registration = await as_caller(
-        request, lambda principal: service.register(principal, data, filename=filename)
+    registration = await run_in_threadpool(
+        lambda: service.register(principal, data, filename=filename)
     )
     definition = registration.definition
     body = {

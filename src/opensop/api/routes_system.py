@@ -9,6 +9,7 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from opensop.api.context import as_caller, context_of
+from opensop.auth import Principal, Scope
 from opensop.definition.durations import InvalidDuration, parse_duration
 from opensop.errors import InvalidQuery
 
@@ -26,22 +27,29 @@ async def healthz(request: Request) -> JSONResponse:
 
 @router.get("/sop/metrics", tags=["metrics"], summary="Instance and step metrics over a window")
 async def metrics(request: Request, window: str = "24h", process: str | None = None) -> Any:
+    service = context_of(request).service
+
+    def act(principal: Principal) -> Any:
+        seconds = _window_seconds(window)
+        return service.metrics(principal, window_seconds=seconds, process_name=process)
+
+    return await as_caller(request, act, Scope.VIEW)
+
+
+def _window_seconds(window: str) -> float:
     try:
         seconds = parse_duration(window)
     except InvalidDuration as error:
-        raise InvalidQuery(
-            f"window: {error}",
-            [{"field": "window", "code": "invalid_format", "expected": "duration like 24h"}],
-        ) from None
+        seconds = 0.0
+        reason = str(error)
+    else:
+        reason = "window must be positive"
     if seconds <= 0:
         raise InvalidQuery(
-            "window must be positive.", [{"field": "window", "code": "invalid_format"}]
+            f"window: {reason}",
+            [{"field": "window", "code": "invalid_format", "expected": "duration like 24h"}],
         )
-    service = context_of(request).service
-    return await as_caller(
-        request,
-        lambda principal: service.metrics(principal, window_seconds=seconds, process_name=process),
-    )
+    return seconds
 
 
 @router.get("/sop/processes/status", tags=["metrics"], summary="One status row per process")

@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 
 from opensop.api import serialize
-from opensop.api.context import as_caller, context_of, read_json_object
+from opensop.api.context import as_caller, context_of, json_object, read_body
 from opensop.auth import Principal, Scope
 from opensop.errors import InvalidInputs
 from opensop.service import require
@@ -17,7 +17,19 @@ router = APIRouter(tags=["tokens"])
 
 @router.post("/workspace/tokens", status_code=201, summary="Create a token (shown once)")
 async def create_token(request: Request) -> dict[str, Any]:
-    body = await read_json_object(request)
+    raw = await read_body(request)
+    service = context_of(request).service
+
+    def create(principal: Principal) -> Any:
+        require(principal, Scope.ADMIN)
+        name, scopes = _token_request(json_object(raw))
+        return service.create_token(principal.workspace_id, name, scopes)
+
+    new = await as_caller(request, create)
+    return {**serialize.token_json(new.record), "token": new.secret}
+
+
+def _token_request(body: dict[str, Any]) -> tuple[str, list[str] | None]:
     name = body.get("name")
     scopes = body.get("scopes")
     details = []
@@ -35,16 +47,18 @@ async def create_token(request: Request) -> dict[str, Any]:
         details.append({"field": "scopes", "code": "type_mismatch", "expected": "string[]"})
     unknown = set(body) - {"name", "scopes"}
     details.extend({"field": key[:128], "code": "unknown_field"} for key in sorted(unknown))
+    if isinstance(scopes, list) and not scopes:
+        details.append(
+            {
+                "field": "scopes",
+                "code": "invalid_format",
+                "expected": "at least one scope",
+                "message": "omit scopes for an admin token; an empty list grants nothing",
+            }
+        )
     if details:
         raise InvalidInputs("The token request failed validation.", details)
-    service = context_of(request).service
-
-    def create(principal: Principal) -> Any:
-        require(principal, Scope.ADMIN)
-        return service.create_token(principal.workspace_id, str(name), scopes)
-
-    new = await as_caller(request, create)
-    return {**serialize.token_json(new.record), "token": new.secret}
+    return str(name), scopes
 
 
 @router.get("/workspace/tokens", summary="List live tokens (never their secrets)")

@@ -6,7 +6,7 @@ import json
 import sys
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -14,6 +14,9 @@ from opensop.config import ConfigError, Settings
 from opensop.definition.loader import Profile, load_definition
 from opensop.definition.problems import DefinitionError, Problem
 from opensop.definition.schema import schema_text
+
+if TYPE_CHECKING:
+    from opensop.service import Service
 
 app = typer.Typer(
     name="opensop",
@@ -107,6 +110,24 @@ def _settings(**overrides: object) -> Settings:
         raise typer.Exit(2) from None
 
 
+def _open_service(settings: Settings) -> Service:
+    """The service on the configured store, or a one-line error and exit code 2."""
+    import sqlalchemy as sa
+
+    from opensop.server import build_service
+    from opensop.store.database import redact_url
+
+    try:
+        return build_service(settings)
+    except (ValueError, OSError, sa.exc.SQLAlchemyError) as error:
+        reason = str(getattr(error, "orig", None) or error).strip().splitlines()[0]
+        typer.echo(
+            f"error: cannot open the database {redact_url(settings.database_url)}: {reason}",
+            err=True,
+        )
+        raise typer.Exit(2) from None
+
+
 @app.command()
 def serve(
     host: Annotated[str | None, typer.Option(help="Listen address (default 127.0.0.1).")] = None,
@@ -125,14 +146,21 @@ def serve(
     import uvicorn
 
     from opensop.api.app import create_app
-    from opensop.server import build_service, load_folder
+    from opensop.auth import BootstrapTokenRefused, BootstrapTokenRevoked
+    from opensop.server import load_folder
     from opensop.store.database import redact_url
 
     settings = _settings(host=host, port=port, database_url=database_url)
-    service = build_service(settings)
+    service = _open_service(settings)
     workspace = settings.default_workspace
     if settings.api_token:
-        service.create_token(workspace, "bootstrap", None, secret=settings.api_token)
+        try:
+            service.bootstrap_token(workspace, settings.api_token)
+        except BootstrapTokenRevoked as error:
+            typer.echo(f"warning: {error}; starting without it", err=True)
+        except BootstrapTokenRefused as error:
+            typer.echo(f"error: {error}", err=True)
+            raise typer.Exit(2) from None
     for folder in load or []:
         if not folder.is_dir():
             typer.echo(f"--load {folder}: not a folder", err=True)
@@ -170,11 +198,10 @@ def serve(
 @app.command()
 def migrate(database_url: DatabaseUrl = None) -> None:
     """Bring the database schema up to date (serve does it too)."""
-    from opensop.server import build_service
     from opensop.store.database import redact_url
 
     settings = _settings(database_url=database_url)
-    build_service(settings)
+    _open_service(settings)
     typer.echo(f"schema up to date: {redact_url(settings.database_url)}")
 
 
@@ -199,10 +226,9 @@ def token_create(
 ) -> None:
     """Create a token and print it (shown once)."""
     from opensop.errors import InvalidInputs
-    from opensop.server import build_service
 
     settings = _settings(database_url=database_url)
-    service = build_service(settings)
+    service = _open_service(settings)
     scope_list = [s.strip() for s in scopes.split(",") if s.strip()] if scopes else None
     try:
         new = service.create_token(workspace, name, scope_list)

@@ -69,6 +69,12 @@ def find_live_token(conn: sa.Connection, secret_hash: str) -> TokenRecord | None
     return _record(row) if row is not None else None
 
 
+def find_token(conn: sa.Connection, secret_hash: str) -> TokenRecord | None:
+    """The token with this hash, revoked or not."""
+    row = conn.execute(sa.select(tokens).where(tokens.c.secret_hash == secret_hash)).first()
+    return _record(row) if row is not None else None
+
+
 def list_tokens(conn: sa.Connection, workspace_id: str) -> list[TokenRecord]:
     rows = conn.execute(
         sa.select(tokens)
