@@ -14,13 +14,19 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
-from functools import lru_cache
 from typing import Any
 
 from opensop.definition import models
-from opensop.definition.expressions import Condition, parse_condition
-from opensop.definition.references import MISSING, UnresolvedReference, parse_reference, resolve
-from opensop.definition.templates import Template, parse_template
+from opensop.definition.references import UnresolvedReference
+from opensop.engine.context import (
+    build_context,
+    condition,
+    has_literal_outputs,
+    literal_outputs,
+    process_outputs,
+    render_lenient,
+    resolve_step_inputs,
+)
 from opensop.engine.records import Event, InstanceRun, StepRun, Transition
 from opensop.engine.states import InstanceState, StepState, SubState
 from opensop.errors import InvalidTransition
@@ -150,7 +156,7 @@ def _advance(transition: Transition, definition: models.ProcessDefinition, now: 
         if run.state is not StepState.PENDING:
             continue
         context = build_context(instance, definition)
-        if step.condition is not None and not _condition(step.condition).evaluate(context):
+        if step.condition is not None and not condition(step.condition).evaluate(context):
             _skip(transition, run, now, "condition is false")
             continue
         try:
@@ -191,7 +197,7 @@ def _after_step(
     if (
         run.state is StepState.COMPLETED
         and step.exit_when is not None
-        and _condition(step.exit_when).evaluate(
+        and condition(step.exit_when).evaluate(
             {**build_context(instance, definition), "outputs": run.outputs or {}},
             bare_root=_OWN_OUTPUTS,
         )
@@ -213,9 +219,9 @@ def _activate(
     run.started_at = now
     run.attempt += 1
     transition.changed_steps.add(run.step_id)
-    if isinstance(step, models.AutomatedStep) and step.run is None and _has_literal_outputs(step):
+    if isinstance(step, models.AutomatedStep) and step.run is None and has_literal_outputs(step):
         try:
-            run.outputs = _literal_outputs(step, build_context(transition.instance, definition))
+            run.outputs = literal_outputs(step, build_context(transition.instance, definition))
         except UnresolvedReference as error:
             _fail_step(
                 transition,
@@ -315,7 +321,7 @@ def _exit_early(
     context = {**build_context(instance, definition), "outputs": run.outputs or {}}
     extra: dict[str, Any] = {}
     for name, value in (step.exit_outputs or {}).items():
-        extra[name] = _render_lenient(value, context)
+        extra[name] = render_lenient(value, context)
     transition.events.append(Event("instance.exited", step.id, "engine", {"outputs": extra}))
     _complete(transition, definition, now, extra_outputs=extra)
 
@@ -334,110 +340,3 @@ def _complete(
     instance.state = InstanceState.COMPLETED
     instance.completed_at = now
     transition.events.append(Event("instance.completed", actor="engine", data={"outputs": outputs}))
-
-
-# -- values ------------------------------------------------------------------------------
-
-
-def build_context(instance: InstanceRun, definition: models.ProcessDefinition) -> dict[str, Any]:
-    """The data references read: inputs, step outputs, trigger payload, instance facts.
-
-    Declared process inputs that were not given, and declared outputs a completed step
-    did not produce, read as null. Only what does not exist (a step that was skipped or
-    has not run) is missing.
-    """
-    inputs = {field.name: None for field in definition.inputs}
-    inputs.update(instance.inputs)
-    step_outputs: dict[str, Any] = {}
-    for step in definition.steps:
-        run = instance.steps.get(step.id)
-        if run is None or (run.state is not StepState.COMPLETED and run.outputs is None):
-            continue
-        outputs = {field.name: None for field in step.outputs}
-        outputs.update(run.outputs or {})
-        step_outputs[step.id] = {"outputs": outputs}
-    return {
-        "process": {"inputs": inputs},
-        "steps": step_outputs,
-        "trigger": {"payload": instance.trigger_payload},
-        "instance": {
-            "id": instance.id,
-            "started_at": instance.started_at.isoformat().replace("+00:00", "Z"),
-            "process": instance.process_name,
-            "version": instance.process_version,
-            "metadata": instance.metadata or {},
-        },
-    }
-
-
-def resolve_step_inputs(step: models.StepBase, context: Mapping[str, Any]) -> dict[str, Any]:
-    """Inputs from references and templates.
-
-    A reference that cannot resolve (to a skipped step, say) takes the input's declared
-    `default` when it has one, and otherwise raises UnresolvedReference.
-    """
-    values: dict[str, Any] = {}
-    for step_input in step.inputs:
-        if step_input.from_ is not None:
-            value = resolve(_reference(step_input.from_), context)
-            if value is MISSING:
-                if "default" not in step_input.model_fields_set:
-                    raise UnresolvedReference(step_input.from_)
-                value = step_input.default
-            values[step_input.name] = value
-        elif step_input.value is not None:
-            values[step_input.name] = _render(step_input.value, context)
-        else:
-            values[step_input.name] = step_input.default
-    return values
-
-
-def process_outputs(definition: models.ProcessDefinition, instance: InstanceRun) -> dict[str, Any]:
-    context = build_context(instance, definition)
-    outputs: dict[str, Any] = {}
-    for declared in definition.outputs:
-        if declared.from_ is None:
-            continue
-        value = resolve(_reference(declared.from_), context)
-        outputs[declared.name] = None if value is MISSING else value
-    return outputs
-
-
-def _has_literal_outputs(step: models.StepBase) -> bool:
-    return bool(step.outputs) and all(output.value is not None for output in step.outputs)
-
-
-def _literal_outputs(step: models.StepBase, context: Mapping[str, Any]) -> dict[str, Any]:
-    return {output.name: _render(output.value, context) for output in step.outputs}
-
-
-def _render(value: Any, context: Mapping[str, Any]) -> Any:
-    if isinstance(value, str):
-        return _template(value).render(context)
-    if isinstance(value, dict):
-        return {key: _render(item, context) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [_render(item, context) for item in value]
-    return value
-
-
-def _render_lenient(value: Any, context: Mapping[str, Any]) -> Any:
-    try:
-        return _render(value, context)
-    except UnresolvedReference:
-        return None
-
-
-@lru_cache(maxsize=4096)
-def _condition(text: str) -> Condition:
-    return parse_condition(text)
-
-
-@lru_cache(maxsize=4096)
-def _template(text: str) -> Template:
-    return parse_template(text)
-
-
-@lru_cache(maxsize=4096)
-def _reference(text: str) -> Any:
-    return parse_reference(text.strip())
