@@ -116,8 +116,7 @@ class Service:
         last = self._touched.get(record.id)
         if last is None or now - last > _TOKEN_TOUCH_INTERVAL:
             self._touched[record.id] = now
-            with self.db.write() as conn:
-                token_store.touch_token(conn, record.id, now)
+            self.db.run_write(lambda conn: token_store.touch_token(conn, record.id, now))
         return Principal(
             record.id, record.workspace_id, record.name, frozenset(Scope(s) for s in record.scopes)
         )
@@ -133,10 +132,12 @@ class Service:
             ) from None
         secret = auth.new_secret()
         now = self.clock.now()
-        with self.db.write() as conn:
+
+        def insert(conn: sa.Connection) -> token_store.TokenRecord:
             token_store.ensure_workspace(conn, workspace_id, now)
-            record = self._insert_token(conn, workspace_id, name, secret, scope_names, now)
-        return NewToken(record, secret)
+            return self._insert_token(conn, workspace_id, name, secret, scope_names, now)
+
+        return NewToken(self.db.run_write(insert), secret)
 
     def bootstrap_token(self, workspace_id: str, secret: str) -> token_store.TokenRecord:
         """Make an operator-chosen secret (OPENSOP_API_TOKEN) a live admin token.
@@ -149,7 +150,8 @@ class Service:
             )
         digest = auth.hash_secret(secret)
         now = self.clock.now()
-        with self.db.write() as conn:
+
+        def ensure(conn: sa.Connection) -> token_store.TokenRecord:
             token_store.ensure_workspace(conn, workspace_id, now)
             existing = token_store.find_token(conn, digest)
             if existing is not None and existing.revoked_at is not None:
@@ -161,6 +163,8 @@ class Service:
             return self._insert_token(
                 conn, workspace_id, "bootstrap", secret, [Scope.ADMIN.value], now
             )
+
+        return self.db.run_write(ensure)
 
     def _insert_token(
         self,
@@ -189,11 +193,13 @@ class Service:
 
     def revoke_token(self, principal: Principal, token_id: str) -> None:
         require(principal, Scope.ADMIN)
-        with self.db.write() as conn:
-            if not token_store.revoke_token(
-                conn, principal.workspace_id, token_id, self.clock.now()
-            ):
+        now = self.clock.now()
+
+        def revoke(conn: sa.Connection) -> None:
+            if not token_store.revoke_token(conn, principal.workspace_id, token_id, now):
                 raise NotFound("No token with that id in this workspace.")
+
+        self.db.run_write(revoke)
 
     # -- processes ---------------------------------------------------------------------
 
@@ -228,25 +234,29 @@ class Service:
             json.dumps(normalized, sort_keys=True, separators=(",", ":")).encode()
         ).hexdigest()
         now = self.clock.now()
+
+        def publish(conn: sa.Connection) -> Registration:
+            token_store.ensure_workspace(conn, workspace_id, now)
+            existing = process_store.find_version(
+                conn, workspace_id, definition.name, definition.version
+            )
+            if existing is not None:
+                return _republished(existing, definition, content_hash)
+            record = process_store.insert_process(
+                conn,
+                workspace_id=workspace_id,
+                name=definition.name,
+                version=definition.version,
+                definition=normalized,
+                source=data.decode("utf-8", errors="replace"),
+                content_hash=content_hash,
+                base_dir=str(base_dir) if base_dir else None,
+                now=now,
+            )
+            return Registration(record, definition, created=True)
+
         try:
-            with self.db.write() as conn:
-                token_store.ensure_workspace(conn, workspace_id, now)
-                existing = process_store.find_version(
-                    conn, workspace_id, definition.name, definition.version
-                )
-                if existing is not None:
-                    return _republished(existing, definition, content_hash)
-                record = process_store.insert_process(
-                    conn,
-                    workspace_id=workspace_id,
-                    name=definition.name,
-                    version=definition.version,
-                    definition=normalized,
-                    source=data.decode("utf-8", errors="replace"),
-                    content_hash=content_hash,
-                    base_dir=str(base_dir) if base_dir else None,
-                    now=now,
-                )
+            registration = self.db.run_write(publish)
         except sa.exc.IntegrityError:
             # Two registrations of one version raced (PostgreSQL): compare with the winner.
             with self.db.read() as conn:
@@ -256,8 +266,9 @@ class Service:
             if existing is None:
                 raise
             return _republished(existing, definition, content_hash)
-        self._remember(record.id, definition)
-        return Registration(record, definition, created=True)
+        if registration.created:
+            self._remember(registration.process.id, definition)
+        return registration
 
     def list_processes(
         self, principal: Principal
@@ -312,35 +323,40 @@ class Service:
             )
         request_hash = _request_hash(name, body) if idempotency_key else None
         now = self.clock.now()
+        with self.db.read() as conn:
+            process_id = process_store.find_latest_id(conn, principal.workspace_id, name)
+            if process_id is None:
+                raise NotFound(f"No published process named '{name}'.")
+            definition = self._definition_by_id(conn, process_id)
+        filled = apply_defaults(definition.inputs, inputs)
+        _raise_on_violations(definition.inputs, filled, "inputs")
+        run = machine.new_instance(
+            instance_id=str(ULID.from_datetime(now)),
+            workspace_id=principal.workspace_id,
+            definition=definition,
+            inputs=filled,
+            metadata=metadata,
+            now=now,
+        )
+        transition = machine.start(run, definition, now, principal.actor)
+        rows = instance_store.new_instance_rows(
+            transition,
+            process_id=process_id,
+            idempotency_key=idempotency_key,
+            request_hash=request_hash,
+            now=now,
+        )
+
+        def insert(conn: sa.Connection) -> Started | None:
+            if idempotency_key is not None:
+                replay = self._replay(conn, principal, idempotency_key, request_hash)
+                if replay is not None:
+                    return replay
+            instance_store.insert_instance(conn, rows)
+            return None
+
         try:
-            with self.db.write() as conn:
-                process_id = process_store.find_latest_id(conn, principal.workspace_id, name)
-                if process_id is None:
-                    raise NotFound(f"No published process named '{name}'.")
-                definition = self._definition_by_id(conn, process_id)
-                filled = apply_defaults(definition.inputs, inputs)
-                _raise_on_violations(definition.inputs, filled, "inputs")
-                if idempotency_key is not None:
-                    replay = self._replay(conn, principal, idempotency_key, request_hash)
-                    if replay is not None:
-                        return replay
-                run = machine.new_instance(
-                    instance_id=str(ULID.from_datetime(now)),
-                    workspace_id=principal.workspace_id,
-                    definition=definition,
-                    inputs=filled,
-                    metadata=metadata,
-                    now=now,
-                )
-                transition = machine.start(run, definition, now, principal.actor)
-                instance_store.insert_instance(
-                    conn,
-                    transition,
-                    process_id=process_id,
-                    idempotency_key=idempotency_key,
-                    request_hash=request_hash,
-                    now=now,
-                )
+            replay = self.db.run_write(insert)
         except sa.exc.IntegrityError:
             # Two starts with one Idempotency-Key raced (PostgreSQL); the winner's row
             # is committed now, so answer as a repeat of it.
@@ -350,6 +366,7 @@ class Service:
                 replay = self._replay(conn, principal, idempotency_key, request_hash)
             if replay is None:
                 raise
+        if replay is not None:
             return replay
         return Started(InstanceView(transition.instance, definition), created=True)
 
@@ -387,7 +404,8 @@ class Service:
         confidence = body.get("confidence")
         _check_submission_shape(outputs, decided_by, confidence)
         now = self.clock.now()
-        with self.db.write() as conn:
+
+        def complete(conn: sa.Connection) -> Submitted:
             stored = self._load(conn, principal, name, instance_id, for_update=True)
             run = stored.run
             step_run = run.steps.get(step_id)
@@ -408,20 +426,26 @@ class Service:
                 actor=principal.actor,
             )
             instance_store.save_transition(conn, stored, transition, now)
-        view = InstanceView(transition.instance, definition)
-        return Submitted(transition.instance.steps[step_id], view)
+            view = InstanceView(transition.instance, definition)
+            return Submitted(transition.instance.steps[step_id], view)
+
+        return self.db.run_write(complete)
 
     def cancel(
         self, principal: Principal, name: str, instance_id: str, reason: str | None
     ) -> InstanceView:
         require(principal, Scope.CANCEL)
         now = self.clock.now()
-        with self.db.write() as conn:
+
+        def stop(conn: sa.Connection) -> InstanceView:
             stored = self._load(conn, principal, name, instance_id, for_update=True)
             transition = machine.cancel(stored.run, reason, now, principal.actor)
             instance_store.save_transition(conn, stored, transition, now)
-            definition = self._definition_by_id(conn, stored.process_id)
-        return InstanceView(transition.instance, definition)
+            return InstanceView(
+                transition.instance, self._definition_by_id(conn, stored.process_id)
+            )
+
+        return self.db.run_write(stop)
 
     def list_instances(
         self,

@@ -15,10 +15,10 @@ against ``opensop.store.tables``.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, TypeVar
 
 import sqlalchemy as sa
 from alembic import command
@@ -26,6 +26,9 @@ from alembic.config import Config
 from sqlalchemy.engine import URL, Connection, Engine
 
 from opensop.store import postgres, sqlite
+from opensop.store.writer import GroupCommitWriter
+
+T = TypeVar("T")
 
 MIGRATIONS_DIR: Final = Path(__file__).with_name("migrations")
 
@@ -53,16 +56,19 @@ class Database:
         self._redacted_url = redact_url(url)
         self._read_options: Mapping[str, Any]
         self._migrate_options: Mapping[str, Any]
+        self._writer: GroupCommitWriter | None
         if backend == "sqlite":
             self.dialect = "sqlite"
             self.engine = sqlite.create_engine(url, synchronous=sqlite_synchronous)
             self._read_options = sqlite.READ_OPTIONS
             self._migrate_options = sqlite.MIGRATE_OPTIONS
+            self._writer = GroupCommitWriter(self.engine)
         elif backend in ("postgresql", "postgres"):
             self.dialect = "postgresql"
             self.engine = postgres.create_engine(url)
             self._read_options = postgres.READ_OPTIONS
             self._migrate_options = {}
+            self._writer = None
         else:
             raise ValueError(
                 f"unsupported database URL {self._redacted_url}: "
@@ -71,6 +77,19 @@ class Database:
 
     def __repr__(self) -> str:
         return f"Database({self._redacted_url!r})"
+
+    def run_write(self, work: Callable[[Connection], T]) -> T:
+        """Run ``work`` in a write transaction and return its result once committed.
+
+        On SQLite the work joins the group-commit writer (one transaction and one fsync
+        for every unit queued meanwhile, each unit in its own savepoint); on PostgreSQL
+        it runs in its own transaction from the pool. Either way an exception raised by
+        ``work`` rolls back exactly what ``work`` did, and reaches the caller.
+        """
+        if self._writer is not None:
+            return self._writer.run(work)
+        with self.write() as conn:
+            return work(conn)
 
     @contextmanager
     def write(self) -> Iterator[Connection]:
@@ -111,7 +130,11 @@ class Database:
                     )
 
     def dispose(self) -> None:
-        """Close every pooled connection. The Database can still be used afterwards."""
+        """Close every pooled connection (and stop the SQLite writer thread, which starts
+        again on the next write). The Database can still be used afterwards."""
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = GroupCommitWriter(self.engine)
         self.engine.dispose()
 
     @contextmanager

@@ -39,38 +39,62 @@ class PendingWork:
     inputs: dict[str, Any] | None
 
 
-def insert_instance(
-    conn: sa.Connection,
+@dataclass(frozen=True)
+class NewInstanceRows:
+    """The rows that record a new instance, built before the write transaction so the
+    write lock covers only the inserts."""
+
+    instance: dict[str, Any]
+    steps: list[dict[str, Any]]
+    events: list[dict[str, Any]]
+
+
+_INSERT_INSTANCE = instances.insert()
+_INSERT_STEPS = steps.insert()
+_INSERT_EVENTS = events.insert()
+
+
+def new_instance_rows(
     transition: Transition,
     *,
     process_id: int,
     idempotency_key: str | None,
     request_hash: str | None,
     now: datetime,
-) -> None:
+) -> NewInstanceRows:
     run = transition.instance
-    conn.execute(
-        instances.insert().values(
-            id=run.id,
-            workspace_id=run.workspace_id,
-            process_id=process_id,
-            process_name=run.process_name,
-            process_version=run.process_version,
-            state=run.state.value,
-            inputs=run.inputs,
-            outputs=run.outputs,
-            metadata=run.metadata,
-            error=run.error,
-            started_at=run.started_at,
-            completed_at=run.completed_at,
-            updated_at=now,
-            revision=1,
-            idempotency_key=idempotency_key,
-            request_hash=request_hash,
-        )
+    instance = {
+        "id": run.id,
+        "workspace_id": run.workspace_id,
+        "process_id": process_id,
+        "process_name": run.process_name,
+        "process_version": run.process_version,
+        "state": run.state.value,
+        "inputs": run.inputs,
+        "outputs": run.outputs,
+        "metadata": run.metadata,
+        "error": run.error,
+        "started_at": run.started_at,
+        "completed_at": run.completed_at,
+        "updated_at": now,
+        "revision": 1,
+        "idempotency_key": idempotency_key,
+        "request_hash": request_hash,
+        "parent_instance_id": None,
+        "parent_step_id": None,
+    }
+    return NewInstanceRows(
+        instance,
+        [_step_row(run, step) for step in run.step_runs()],
+        _event_rows(run, transition.events, now),
     )
-    conn.execute(steps.insert(), [_step_row(run, step) for step in run.step_runs()])
-    _insert_events(conn, run, transition.events, now)
+
+
+def insert_instance(conn: sa.Connection, rows: NewInstanceRows) -> None:
+    conn.execute(_INSERT_INSTANCE, rows.instance)
+    conn.execute(_INSERT_STEPS, rows.steps)
+    if rows.events:
+        conn.execute(_INSERT_EVENTS, rows.events)
 
 
 def save_transition(
@@ -215,23 +239,23 @@ def instance_events(conn: sa.Connection, instance_id: str) -> list[dict[str, Any
 def _insert_events(
     conn: sa.Connection, run: InstanceRun, new_events: list[Event], now: datetime
 ) -> None:
-    if not new_events:
-        return
-    conn.execute(
-        events.insert(),
-        [
-            {
-                "workspace_id": run.workspace_id,
-                "instance_id": run.id,
-                "step_id": event.step_id,
-                "type": event.type,
-                "actor": event.actor,
-                "data": event.data,
-                "created_at": now,
-            }
-            for event in new_events
-        ],
-    )
+    if new_events:
+        conn.execute(_INSERT_EVENTS, _event_rows(run, new_events, now))
+
+
+def _event_rows(run: InstanceRun, new_events: list[Event], now: datetime) -> list[dict[str, Any]]:
+    return [
+        {
+            "workspace_id": run.workspace_id,
+            "instance_id": run.id,
+            "step_id": event.step_id,
+            "type": event.type,
+            "actor": event.actor,
+            "data": event.data,
+            "created_at": now,
+        }
+        for event in new_events
+    ]
 
 
 def _step_values(step: StepRun) -> dict[str, Any]:
