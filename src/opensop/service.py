@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -50,6 +51,7 @@ from opensop.store.instances import InstanceSummary, PendingWork, StoredInstance
 from opensop.store.processes import ProcessRecord
 
 _DEFINITION_CACHE_SIZE = 1024
+LATEST_VERSION_TTL = 1.0  # seconds a start may use a remembered "latest version"
 # last_used_at is advisory: writing it on every request would turn reads into writes.
 _TOKEN_TOUCH_INTERVAL = timedelta(seconds=60)
 
@@ -93,6 +95,7 @@ class Service:
         self.clock = clock
         self._definitions: OrderedDict[int, models.ProcessDefinition] = OrderedDict()
         self._touched: dict[str, datetime] = {}
+        self._latest_ids: dict[tuple[str, str], tuple[int, float]] = {}
 
     def store_answers(self) -> bool:
         try:
@@ -268,6 +271,7 @@ class Service:
             return _republished(existing, definition, content_hash)
         if registration.created:
             self._remember(registration.process.id, definition)
+            self._latest_ids.pop((workspace_id, definition.name), None)
         return registration
 
     def list_processes(
@@ -323,11 +327,7 @@ class Service:
             )
         request_hash = _request_hash(name, body) if idempotency_key else None
         now = self.clock.now()
-        with self.db.read() as conn:
-            process_id = process_store.find_latest_id(conn, principal.workspace_id, name)
-            if process_id is None:
-                raise NotFound(f"No published process named '{name}'.")
-            definition = self._definition_by_id(conn, process_id)
+        process_id, definition = self._latest(principal.workspace_id, name)
         filled = apply_defaults(definition.inputs, inputs)
         _raise_on_violations(definition.inputs, filled, "inputs")
         run = machine.new_instance(
@@ -532,6 +532,30 @@ class Service:
         if stored is None or stored.run.process_name != name:
             raise NotFound(f"No instance {instance_id} of process '{name}'.")
         return stored
+
+    def _latest(self, workspace_id: str, name: str) -> tuple[int, models.ProcessDefinition]:
+        """The latest published version, remembered briefly: every start asks for it.
+
+        Registering through this service forgets it at once; a version registered through
+        another server process becomes the latest here within LATEST_VERSION_TTL seconds.
+        """
+        key = (workspace_id, name)
+        remembered = self._latest_ids.get(key)
+        now = time.monotonic()
+        if remembered is None or now - remembered[1] > LATEST_VERSION_TTL:
+            with self.db.read() as conn:
+                process_id = process_store.find_latest_id(conn, workspace_id, name)
+                if process_id is None:
+                    raise NotFound(f"No published process named '{name}'.")
+                definition = self._definition_by_id(conn, process_id)
+            self._latest_ids[key] = (process_id, now)
+            return process_id, definition
+        process_id = remembered[0]
+        cached = self._definitions.get(process_id)
+        if cached is None:
+            with self.db.read() as conn:
+                cached = self._definition_by_id(conn, process_id)
+        return process_id, cached
 
     def _definition_of(self, record: ProcessRecord) -> models.ProcessDefinition:
         cached = self._definitions.get(record.id)

@@ -89,14 +89,20 @@ def find_latest(conn: sa.Connection, workspace_id: str, name: str) -> ProcessRec
     return _record(row) if row is not None else None
 
 
+_LATEST_ID = (
+    sa.select(processes.c.id)
+    .where(
+        processes.c.workspace_id == sa.bindparam("workspace_id"),
+        processes.c.name == sa.bindparam("name"),
+    )
+    .order_by(processes.c.id.desc())
+    .limit(1)
+)
+
+
 def find_latest_id(conn: sa.Connection, workspace_id: str, name: str) -> int | None:
     """Only the id: the hot path of start reads the definition from a cache."""
-    value = conn.execute(
-        sa.select(processes.c.id)
-        .where(processes.c.workspace_id == workspace_id, processes.c.name == name)
-        .order_by(processes.c.id.desc())
-        .limit(1)
-    ).scalar()
+    value = conn.execute(_LATEST_ID, {"workspace_id": workspace_id, "name": name}).scalar()
     return int(value) if value is not None else None
 
 

@@ -61,11 +61,16 @@ def insert_token(
     return TokenRecord(token_id, workspace_id, name, prefix, tuple(scopes), now, None, None)
 
 
+# Built once: every request authenticates, and building a statement costs more than
+# running it.
+_LIVE_TOKEN = sa.select(tokens).where(
+    tokens.c.secret_hash == sa.bindparam("secret_hash"), tokens.c.revoked_at.is_(None)
+)
+
+
 def find_live_token(conn: sa.Connection, secret_hash: str) -> TokenRecord | None:
     """The unrevoked token with this hash (the hash is unique and indexed)."""
-    row = conn.execute(
-        sa.select(tokens).where(tokens.c.secret_hash == secret_hash, tokens.c.revoked_at.is_(None))
-    ).first()
+    row = conn.execute(_LIVE_TOKEN, {"secret_hash": secret_hash}).first()
     return _record(row) if row is not None else None
 
 

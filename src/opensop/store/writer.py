@@ -104,15 +104,20 @@ class GroupCommitWriter:
         outcomes: list[tuple[bool, Any]] = []
         try:
             with conn.begin():
+                # Savepoints straight on the driver connection: this thread owns it, and
+                # SQLAlchemy's nested-transaction bookkeeping costs more than the SQL.
+                driver = conn.connection.driver_connection
+                assert driver is not None
                 for unit in batch:
-                    savepoint = conn.begin_nested()
+                    driver.execute("SAVEPOINT unit")
                     try:
                         result = unit.work(conn)
                     except BaseException as error:  # handed to the unit's caller
-                        savepoint.rollback()
+                        driver.execute("ROLLBACK TO unit")
+                        driver.execute("RELEASE unit")
                         outcomes.append((False, error))
                     else:
-                        savepoint.commit()
+                        driver.execute("RELEASE unit")
                         outcomes.append((True, result))
         except BaseException as error:  # the COMMIT itself failed: nothing was written
             log.exception("group commit of %d units failed", len(batch))
