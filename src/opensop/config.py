@@ -30,6 +30,8 @@ class Settings:
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     sqlite_synchronous: str = "FULL"
     default_workspace: str = "default"
+    # How long a runner holds a job before another may take it (renewed while running).
+    job_lease_seconds: float = 15.0
 
     def __repr__(self) -> str:
         from opensop.store.database import redact_url  # SQLAlchemy only when needed
@@ -70,6 +72,8 @@ class Settings:
             if sync.upper() not in ("FULL", "NORMAL"):
                 raise ConfigError("OPENSOP_SQLITE_SYNCHRONOUS must be FULL or NORMAL")
             values["sqlite_synchronous"] = sync.upper()
+        if lease := source.get("OPENSOP_JOB_LEASE_SECONDS"):
+            values["job_lease_seconds"] = float(_int("OPENSOP_JOB_LEASE_SECONDS", lease, 1, 3600))
         return cls(**values)
 
 

@@ -28,7 +28,7 @@ def build_service(settings: Settings, clock: Clock | None = None) -> Service:
     _ensure_sqlite_folder(settings.database_url)
     db = Database(settings.database_url, sqlite_synchronous=settings.sqlite_synchronous)
     db.migrate()
-    return Service(db, clock or SystemClock())
+    return Service(db, clock or SystemClock(), process_dir=settings.process_dir)
 
 
 def load_folder(service: Service, folder: Path, workspace_id: str) -> list[LoadReport]:

@@ -43,12 +43,15 @@ from opensop.errors import (
     VersionConflict,
 )
 from opensop.store import instances as instance_store
+from opensop.store import jobs as job_store
+from opensop.store import leases as lease_store
 from opensop.store import metrics as metric_store
 from opensop.store import processes as process_store
 from opensop.store import tokens as token_store
 from opensop.store.database import Database
 from opensop.store.instances import InstanceSummary, PendingWork, StoredInstance
 from opensop.store.processes import ProcessRecord
+from opensop.work import Work, schedule_tick
 
 _DEFINITION_CACHE_SIZE = 1024
 LATEST_VERSION_TTL = 1.0  # seconds a start may use a remembered "latest version"
@@ -90,9 +93,11 @@ class NewToken:
 
 
 class Service:
-    def __init__(self, db: Database, clock: Clock) -> None:
+    def __init__(self, db: Database, clock: Clock, *, process_dir: Path | None = None) -> None:
         self.db = db
         self.clock = clock
+        self.process_dir = process_dir
+        self.work = Work(self, process_dir)
         self._definitions: OrderedDict[int, models.ProcessDefinition] = OrderedDict()
         self._touched: dict[str, datetime] = {}
         self._latest_ids: dict[tuple[str, str], tuple[int, float]] = {}
@@ -227,7 +232,8 @@ class Service:
                 f"The process definition is invalid: {error}",
                 [problem.to_json() for problem in error.problems],
             ) from None
-        refused = capabilities.unsupported_steps(definition)
+        script_root = base_dir or self.process_dir
+        refused = capabilities.unsupported_steps(definition, script_root)
         if refused:
             raise InvalidDefinition(
                 f"The process definition is invalid: {refused[0]['message']}", refused
@@ -253,9 +259,12 @@ class Service:
                 definition=normalized,
                 source=data.decode("utf-8", errors="replace"),
                 content_hash=content_hash,
-                base_dir=str(base_dir) if base_dir else None,
+                base_dir=str(script_root) if script_root else None,
                 now=now,
             )
+            if isinstance(definition.trigger, models.ScheduleTrigger | models.IntervalTrigger):
+                tick = schedule_tick(workspace_id, record.id, definition, now)
+                job_store.enqueue(conn, job_store.job_rows(workspace_id, None, [tick], now))
             return Registration(record, definition, created=True)
 
         try:
@@ -272,6 +281,7 @@ class Service:
         if registration.created:
             self._remember(registration.process.id, definition)
             self._latest_ids.pop((workspace_id, definition.name), None)
+            self.work.jobs_queued()
         return registration
 
     def list_processes(
@@ -368,6 +378,8 @@ class Service:
                 raise
         if replay is not None:
             return replay
+        if transition.jobs:
+            self.work.jobs_queued()
         return Started(InstanceView(transition.instance, definition), created=True)
 
     def _replay(
@@ -381,14 +393,14 @@ class Service:
         assert stored is not None
         if stored.request_hash != request_hash:
             raise IdempotencyConflict()
-        definition = self._definition_by_id(conn, stored.process_id)
+        definition = self.definition_by_id(conn, stored.process_id)
         return Started(InstanceView(stored.run, definition), created=False)
 
     def get_instance(self, principal: Principal, name: str, instance_id: str) -> InstanceView:
         require(principal, Scope.VIEW)
         with self.db.read() as conn:
-            stored = self._load(conn, principal, name, instance_id)
-            return InstanceView(stored.run, self._definition_by_id(conn, stored.process_id))
+            stored = self.load_for(conn, principal, name, instance_id)
+            return InstanceView(stored.run, self.definition_by_id(conn, stored.process_id))
 
     def submit(
         self,
@@ -406,13 +418,14 @@ class Service:
         now = self.clock.now()
 
         def complete(conn: sa.Connection) -> Submitted:
-            stored = self._load(conn, principal, name, instance_id, for_update=True)
+            stored = self.load_for(conn, principal, name, instance_id, for_update=True)
             run = stored.run
             step_run = run.steps.get(step_id)
             if step_run is None:
                 raise NotFound(f"Instance {instance_id} has no step '{step_id}'.")
             machine.ensure_submittable(run, step_run)
-            definition = self._definition_by_id(conn, stored.process_id)
+            self.work.check_lease(conn, instance_id, step_id, body.get("lease_token"), now)
+            definition = self.definition_by_id(conn, stored.process_id)
             step = definition.step(step_id)
             _raise_on_violations(submission_fields(step), outputs, "outputs")
             transition = machine.submit(
@@ -429,7 +442,9 @@ class Service:
             view = InstanceView(transition.instance, definition)
             return Submitted(transition.instance.steps[step_id], view)
 
-        return self.db.run_write(complete)
+        submitted = self.db.run_write(complete)
+        self.work.jobs_queued()
+        return submitted
 
     def cancel(
         self, principal: Principal, name: str, instance_id: str, reason: str | None
@@ -438,12 +453,10 @@ class Service:
         now = self.clock.now()
 
         def stop(conn: sa.Connection) -> InstanceView:
-            stored = self._load(conn, principal, name, instance_id, for_update=True)
+            stored = self.load_for(conn, principal, name, instance_id, for_update=True)
             transition = machine.cancel(stored.run, reason, now, principal.actor)
             instance_store.save_transition(conn, stored, transition, now)
-            return InstanceView(
-                transition.instance, self._definition_by_id(conn, stored.process_id)
-            )
+            return InstanceView(transition.instance, self.definition_by_id(conn, stored.process_id))
 
         return self.db.run_write(stop)
 
@@ -471,15 +484,17 @@ class Service:
 
     def pending_steps(self, principal: Principal, limit: int = 500) -> list[PendingWork]:
         require(principal, Scope.VIEW)
+        now = self.clock.now()
         with self.db.read() as conn:
-            return instance_store.pending_worker_steps(conn, principal.workspace_id, limit)
+            rows = lease_store.pending(conn, principal.workspace_id, now, limit)
+        return [PendingWork(*row) for row in rows]
 
     def instance_events(
         self, principal: Principal, name: str, instance_id: str
     ) -> list[dict[str, Any]]:
         require(principal, Scope.VIEW)
         with self.db.read() as conn:
-            self._load(conn, principal, name, instance_id)
+            self.load_for(conn, principal, name, instance_id)
             return instance_store.instance_events(conn, instance_id)
 
     # -- metrics and status ------------------------------------------------------------
@@ -517,7 +532,7 @@ class Service:
 
     # -- helpers -----------------------------------------------------------------------
 
-    def _load(
+    def load_for(
         self,
         conn: sa.Connection,
         principal: Principal,
@@ -547,14 +562,14 @@ class Service:
                 process_id = process_store.find_latest_id(conn, workspace_id, name)
                 if process_id is None:
                     raise NotFound(f"No published process named '{name}'.")
-                definition = self._definition_by_id(conn, process_id)
+                definition = self.definition_by_id(conn, process_id)
             self._latest_ids[key] = (process_id, now)
             return process_id, definition
         process_id = remembered[0]
         cached = self._definitions.get(process_id)
         if cached is None:
             with self.db.read() as conn:
-                cached = self._definition_by_id(conn, process_id)
+                cached = self.definition_by_id(conn, process_id)
         return process_id, cached
 
     def _definition_of(self, record: ProcessRecord) -> models.ProcessDefinition:
@@ -564,7 +579,7 @@ class Service:
             self._remember(record.id, cached)
         return cached
 
-    def _definition_by_id(self, conn: sa.Connection, process_id: int) -> models.ProcessDefinition:
+    def definition_by_id(self, conn: sa.Connection, process_id: int) -> models.ProcessDefinition:
         cached = self._definitions.get(process_id)
         if cached is not None:
             return cached

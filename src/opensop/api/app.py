@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -11,17 +14,47 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from opensop.api import routes_instances, routes_processes, routes_system, routes_tokens
+from opensop.api import (
+    routes_instances,
+    routes_processes,
+    routes_system,
+    routes_tokens,
+    routes_workers,
+)
 from opensop.api.context import ApiContext
 from opensop.config import Settings
 from opensop.errors import ErrorCode, OpenSOPError
+from opensop.runtime.runner import Runner
 from opensop.service import Service
 
 log = logging.getLogger("opensop.api")
 
 
-def create_app(service: Service, settings: Settings) -> FastAPI:
+def create_app(service: Service, settings: Settings, *, runner_concurrency: int = 0) -> FastAPI:
+    """The HTTP app; with ``runner_concurrency`` > 0 it also runs the background engine
+    (job runner) for as long as it serves."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if runner_concurrency <= 0:
+            yield
+            return
+        stop = asyncio.Event()
+        runner = Runner(
+            service.work,
+            service.clock,
+            concurrency=runner_concurrency,
+            lease_seconds=settings.job_lease_seconds,
+        )
+        task = asyncio.create_task(runner.run(stop))
+        try:
+            yield
+        finally:
+            stop.set()
+            await task
+
     app = FastAPI(
+        lifespan=lifespan,
         title="OpenSOP engine",
         version="0.1.0",
         description="Start, watch and advance Standard Operating Procedures over HTTP.",
@@ -34,6 +67,7 @@ def create_app(service: Service, settings: Settings) -> FastAPI:
     app.include_router(routes_system.router)
     app.include_router(routes_tokens.router)
     app.include_router(routes_processes.router)
+    app.include_router(routes_workers.router)
     app.include_router(routes_instances.router)
     return app
 

@@ -92,7 +92,7 @@ async def get_instance(request: Request, name: str, instance_id: str) -> dict[st
     service = context_of(request).service
 
     def act(principal: Principal) -> Any:
-        _check_id(instance_id)
+        check_id(instance_id)
         return service.get_instance(principal, name, instance_id)
 
     return serialize.instance_json(await as_caller(request, act, Scope.VIEW))
@@ -103,7 +103,7 @@ async def get_steps(request: Request, name: str, instance_id: str) -> list[dict[
     service = context_of(request).service
 
     def act(principal: Principal) -> Any:
-        _check_id(instance_id)
+        check_id(instance_id)
         return service.get_instance(principal, name, instance_id)
 
     return serialize.steps_json(await as_caller(request, act, Scope.VIEW))
@@ -114,7 +114,7 @@ async def get_events(request: Request, name: str, instance_id: str) -> list[dict
     service = context_of(request).service
 
     def act(principal: Principal) -> Any:
-        _check_id(instance_id)
+        check_id(instance_id)
         return service.instance_events(principal, name, instance_id)
 
     rows = await as_caller(request, act, Scope.VIEW)
@@ -127,7 +127,7 @@ async def submit(request: Request, name: str, instance_id: str, step_id: str) ->
     service = context_of(request).service
 
     def act(principal: Principal) -> Any:
-        _check_id(instance_id)
+        check_id(instance_id)
         body = parse_json(raw)
         payload = body if isinstance(body, dict) else {"outputs": body}
         _refuse_unknown(payload, {"outputs", "decided_by", "confidence", "lease_token"})
@@ -147,7 +147,7 @@ async def cancel(request: Request, name: str, instance_id: str) -> dict[str, Any
     service = context_of(request).service
 
     def act(principal: Principal) -> Any:
-        _check_id(instance_id)
+        check_id(instance_id)
         reason = json_object(raw, optional=True).get("reason")
         if reason is not None and (not isinstance(reason, str) or len(reason) > 2000):
             raise InvalidInputs(
@@ -159,7 +159,7 @@ async def cancel(request: Request, name: str, instance_id: str) -> dict[str, Any
     return serialize.instance_json(await as_caller(request, act, Scope.CANCEL))
 
 
-def _check_id(instance_id: str) -> None:
+def check_id(instance_id: str) -> None:
     # Anything that cannot be a ULID cannot name an instance: answer without a query.
     if len(instance_id) != _ULID_LENGTH or not instance_id.isalnum():
         raise NotFound(f"No instance {instance_id[:40]!r}.")

@@ -85,6 +85,8 @@ def step_json(run: StepRun, step: models.StepBase | None) -> dict[str, Any]:
         "completed_at": timestamp(run.completed_at),
         "assignee": step.assignee if step else None,
         "role": step.role if step else None,
+        "due_at": timestamp(run.due_at),
+        "stderr": run.stderr,
     }
 
 

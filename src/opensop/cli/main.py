@@ -142,6 +142,16 @@ def serve(
         bool, typer.Option("--dev-token", help="Create an admin token and print it once.")
     ] = False,
     access_log: Annotated[bool, typer.Option(help="Log every request.")] = False,
+    workers: Annotated[
+        int,
+        typer.Option(
+            "--workers",
+            min=0,
+            max=256,
+            help="Background jobs (scripts, timers, schedules) run at once in this process; "
+            "0 leaves them to `opensop worker` processes.",
+        ),
+    ] = 4,
 ) -> None:
     """Start the HTTP server with the engine in the same process."""
     import uvicorn
@@ -186,7 +196,7 @@ def serve(
         f"(store: {redact_url(settings.database_url)})",
         err=True,
     )
-    app_instance = create_app(service, settings)
+    app_instance = create_app(service, settings, runner_concurrency=workers)
     # Everything built so far lives as long as the server: keep it out of every later
     # garbage collection, and collect the young generation less often (fewer pauses).
     gc.collect()
@@ -200,6 +210,39 @@ def serve(
         access_log=access_log,
         server_header=False,
     )
+
+
+@app.command()
+def worker(
+    database_url: DatabaseUrl = None,
+    concurrency: Annotated[
+        int, typer.Option("--concurrency", min=1, max=256, help="Jobs run at once.")
+    ] = 4,
+) -> None:
+    """Run only the background engine: scripts, timers, timeouts and schedules."""
+    import asyncio
+    import signal
+
+    from opensop.runtime.runner import Runner
+
+    settings = _settings(database_url=database_url)
+    service = _open_service(settings)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        runner = Runner(
+            service.work,
+            service.clock,
+            concurrency=concurrency,
+            lease_seconds=settings.job_lease_seconds,
+        )
+        typer.echo(f"OpenSOP worker {runner.owner} running {concurrency} jobs at once", err=True)
+        await runner.run(stop)
+
+    asyncio.run(main())
 
 
 @app.command()

@@ -13,10 +13,11 @@ inside the same call; the machine stops at the first step that waits for the out
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from opensop.definition import models
+from opensop.definition.durations import parse_duration
 from opensop.definition.references import UnresolvedReference
 from opensop.engine.context import (
     build_context,
@@ -26,7 +27,9 @@ from opensop.engine.context import (
     process_outputs,
     render_lenient,
     resolve_step_inputs,
+    template,
 )
+from opensop.engine.jobs import JobKind, JobRequest
 from opensop.engine.records import Event, InstanceRun, StepRun, Transition
 from opensop.engine.states import InstanceState, StepState, SubState
 from opensop.errors import InvalidTransition
@@ -78,7 +81,13 @@ def start(
     """Begin a freshly created instance and run it to its first waiting step."""
     transition = Transition(instance, changed_steps=set(instance.steps))
     transition.events.append(Event("instance.started", actor=actor))
-    _advance(transition, definition, now)
+    if definition.sla is not None:
+        for level in ("warning", "target"):
+            text = getattr(definition.sla, level)
+            if text is not None:
+                due = now + timedelta(seconds=parse_duration(text))
+                transition.jobs.append(JobRequest(JobKind.SLA_CHECK, due, None, {"level": level}))
+    advance(transition, definition, now)
     return transition
 
 
@@ -101,8 +110,8 @@ def submit(
     run.outputs = outputs
     run.decided_by = decided_by
     run.confidence = confidence
-    _finish_step(transition, step, run, now, actor=actor or decided_by)
-    _after_step(transition, definition, step, run, now)
+    finish_step(transition, step, run, now, actor=actor or decided_by)
+    after_step(transition, definition, step, run, now)
     return transition
 
 
@@ -146,7 +155,7 @@ def ensure_submittable(instance: InstanceRun, run: StepRun) -> None:
 # -- the advance loop ------------------------------------------------------------------
 
 
-def _advance(transition: Transition, definition: models.ProcessDefinition, now: datetime) -> None:
+def advance(transition: Transition, definition: models.ProcessDefinition, now: datetime) -> None:
     """Run internal work from the first pending step until something must wait."""
     instance = transition.instance
     for step in definition.steps:
@@ -157,12 +166,12 @@ def _advance(transition: Transition, definition: models.ProcessDefinition, now: 
             continue
         context = build_context(instance, definition)
         if step.condition is not None and not condition(step.condition).evaluate(context):
-            _skip(transition, run, now, "condition is false")
+            skip_step(transition, run, now, "condition is false")
             continue
         try:
             run.inputs = resolve_step_inputs(step, context)
         except UnresolvedReference as error:
-            _fail_step(
+            fail_step(
                 transition,
                 step,
                 run,
@@ -176,19 +185,19 @@ def _advance(transition: Transition, definition: models.ProcessDefinition, now: 
         _activate(transition, definition, step, run, now)
         if run.sub_state is not None:  # activated and now waiting on the outside
             return
-        if not _after_step(transition, definition, step, run, now, advance=False):
+        if not after_step(transition, definition, step, run, now, continue_run=False):
             return
     _complete(transition, definition, now)
 
 
-def _after_step(
+def after_step(
     transition: Transition,
     definition: models.ProcessDefinition,
     step: models.StepBase,
     run: StepRun,
     now: datetime,
     *,
-    advance: bool = True,
+    continue_run: bool = True,
 ) -> bool:
     """Apply exit_when after a step finished; continue unless the instance ended."""
     instance = transition.instance
@@ -204,8 +213,8 @@ def _after_step(
     ):
         _exit_early(transition, definition, step, run, now)
         return False
-    if advance:
-        _advance(transition, definition, now)
+    if continue_run:
+        advance(transition, definition, now)
     return True
 
 
@@ -223,7 +232,7 @@ def _activate(
         try:
             run.outputs = literal_outputs(step, build_context(transition.instance, definition))
         except UnresolvedReference as error:
-            _fail_step(
+            fail_step(
                 transition,
                 step,
                 run,
@@ -232,17 +241,73 @@ def _activate(
                 f"output reference '{error.reference}' did not resolve",
             )
             return
-        _finish_step(transition, step, run, now, actor="engine")
+        finish_step(transition, step, run, now, actor="engine")
         return
+    if isinstance(step, models.WaitStep):
+        try:
+            due = _wait_until(step, build_context(transition.instance, definition), now)
+        except ValueError as error:
+            fail_step(transition, step, run, now, "invalid_wait_time", str(error))
+            return
+        if due is not None and due <= now:
+            run.outputs = {"waited_until": _iso(now)}
+            finish_step(transition, step, run, now, actor="engine")
+            return
+        if due is not None:
+            run.due_at = due
+            transition.jobs.append(
+                JobRequest(JobKind.WAIT_TIMER, due, run.step_id, {"attempt": run.attempt})
+            )
     run.state = StepState.ACTIVE
     run.sub_state = waiting_sub_state(step)
     transition.events.append(
         Event("step.activated", run.step_id, "engine", {"sub_state": str(run.sub_state)})
     )
+    if run.sub_state is SubState.RUNNING:
+        transition.jobs.append(
+            JobRequest(JobKind.RUN_SCRIPT, now, run.step_id, {"attempt": run.attempt})
+        )
+    elif step.timeout is not None:
+        # A script's timeout bounds each run of it; any other step's bounds its wait.
+        due = now + timedelta(seconds=parse_duration(step.timeout))
+        transition.jobs.append(
+            JobRequest(JobKind.STEP_TIMEOUT, due, run.step_id, {"attempt": run.attempt})
+        )
+
+
+def _wait_until(step: models.WaitStep, context: dict[str, Any], now: datetime) -> datetime | None:
+    """When a wait step's timer is due; None when it waits on a condition that is false.
+
+    `until` is evaluated when the step activates (and whenever the instance changes); with
+    nothing else running in this instance, a false condition waits for the step's timeout.
+    Raises ValueError for an `until_time` that is not a date-time.
+    """
+    wait = step.wait
+    if wait.seconds is not None:
+        return now + timedelta(seconds=float(wait.seconds))
+    if wait.until is not None:
+        return now if condition(wait.until).evaluate(context) else None
+    assert wait.until_time is not None
+    try:
+        value = template(wait.until_time).render(context)
+        due = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except (UnresolvedReference, ValueError):
+        raise ValueError(
+            f"until_time {wait.until_time!r} did not give an ISO 8601 date-time"
+        ) from None
+    return due if due.tzinfo else due.replace(tzinfo=UTC)
+
+
+def _iso(moment: datetime) -> str:
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def waiting_sub_state(step: models.StepBase) -> SubState:
     """What a step waits for once active (for the step types the engine runs today)."""
+    if isinstance(step, models.AutomatedStep) and step.run is not None:
+        return SubState.RUNNING
+    if isinstance(step, models.WaitStep):
+        return SubState.WAITING_FOR_TIMER
     if isinstance(step, models.FormStep):
         return SubState.WAITING_FOR_INPUT
     if isinstance(step, models.ApprovalStep):
@@ -255,7 +320,7 @@ def waiting_sub_state(step: models.StepBase) -> SubState:
     raise AssertionError(f"step type {step.step_type} is refused at registration")
 
 
-def _finish_step(
+def finish_step(
     transition: Transition,
     step: models.StepBase,
     run: StepRun,
@@ -276,7 +341,7 @@ def _finish_step(
     transition.events.append(Event("step.completed", run.step_id, actor, data))
 
 
-def _fail_step(
+def fail_step(
     transition: Transition,
     step: models.StepBase,
     run: StepRun,
@@ -299,7 +364,7 @@ def _fail_step(
     transition.events.append(Event("instance.failed", actor="engine", data=dict(instance.error)))
 
 
-def _skip(transition: Transition, run: StepRun, now: datetime, reason: str) -> None:
+def skip_step(transition: Transition, run: StepRun, now: datetime, reason: str) -> None:
     run.state = StepState.SKIPPED
     run.sub_state = None
     run.completed_at = now
@@ -317,7 +382,7 @@ def _exit_early(
     instance = transition.instance
     for other in instance.step_runs():
         if other.state is StepState.PENDING:
-            _skip(transition, other, now, f"exit_when of step '{step.id}'")
+            skip_step(transition, other, now, f"exit_when of step '{step.id}'")
     context = {**build_context(instance, definition), "outputs": run.outputs or {}}
     extra: dict[str, Any] = {}
     for name, value in (step.exit_outputs or {}).items():

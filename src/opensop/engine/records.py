@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from opensop.engine.jobs import JobRequest
 from opensop.engine.states import InstanceState, StepState, SubState
 
 
@@ -29,6 +30,9 @@ class StepRun:
     error: dict[str, Any] | None = None
     started_at: datetime | None = None
     completed_at: datetime | None = None
+    # When a waiting step may next be acted on: a worker step's retry after its backoff.
+    due_at: datetime | None = None
+    stderr: str | None = None  # the tail of a script's stderr, kept for diagnosis
 
 
 @dataclass
@@ -65,8 +69,10 @@ class Event:
 
 @dataclass
 class Transition:
-    """What one command did: the changed instance, which steps changed, the events."""
+    """What one command did: the changed instance, which steps changed, the events, and
+    the jobs to write in the same transaction."""
 
     instance: InstanceRun
     changed_steps: set[str] = field(default_factory=set)
     events: list[Event] = field(default_factory=list)
+    jobs: list[JobRequest] = field(default_factory=list)

@@ -44,7 +44,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 log = logging.getLogger("opensop.runtime.scripts")
 
@@ -221,8 +221,10 @@ async def _run(
     group = transport.get_pid()  # start_new_session: the leader's pid is the group id
     timed_out = False
     try:
-        stdin = transport.get_pipe_transport(0)
-        if isinstance(stdin, asyncio.WriteTransport):
+        # uvloop's pipe transports have the methods of asyncio.WriteTransport but do not
+        # subclass it: check for presence, not type.
+        stdin = cast(asyncio.WriteTransport | None, transport.get_pipe_transport(0))
+        if stdin is not None:
             # The pipe transport buffers what the script has not read yet, so this never
             # blocks; a script that exits without reading only breaks the pipe.
             stdin.write(context.encode())
@@ -299,8 +301,8 @@ class _Collector(asyncio.SubprocessProtocol):
         self._transport: asyncio.SubprocessTransport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.SubprocessTransport)
-        self._transport = transport
+        # uvloop's subprocess transport has the same methods but is not a subclass.
+        self._transport = cast(asyncio.SubprocessTransport, transport)
 
     def pipe_data_received(self, fd: int, data: bytes | str) -> None:
         chunk = data.encode() if isinstance(data, str) else data

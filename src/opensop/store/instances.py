@@ -10,6 +10,7 @@ import sqlalchemy as sa
 
 from opensop.engine.records import Event, InstanceRun, StepRun, Transition
 from opensop.engine.states import InstanceState, StepState, SubState
+from opensop.store import jobs as job_store
 from opensop.store.tables import events, instances, steps
 
 
@@ -47,6 +48,7 @@ class NewInstanceRows:
     instance: dict[str, Any]
     steps: list[dict[str, Any]]
     events: list[dict[str, Any]]
+    jobs: list[dict[str, Any]]
 
 
 _INSERT_INSTANCE = instances.insert()
@@ -87,6 +89,7 @@ def new_instance_rows(
         instance,
         [_step_row(run, step) for step in run.step_runs()],
         _event_rows(run, transition.events, now),
+        job_store.job_rows(run.workspace_id, run.id, transition.jobs, now),
     )
 
 
@@ -95,6 +98,7 @@ def insert_instance(conn: sa.Connection, rows: NewInstanceRows) -> None:
     conn.execute(_INSERT_STEPS, rows.steps)
     if rows.events:
         conn.execute(_INSERT_EVENTS, rows.events)
+    job_store.enqueue(conn, rows.jobs)
 
 
 def save_transition(
@@ -121,9 +125,10 @@ def save_transition(
         conn.execute(
             steps.update()
             .where(steps.c.instance_id == run.id, steps.c.step_id == step_id)
-            .values(_step_values(step))
+            .values(**_step_values(step), **_NO_LEASE)
         )
     _insert_events(conn, run, transition.events, now)
+    job_store.enqueue(conn, job_store.job_rows(run.workspace_id, run.id, transition.jobs, now))
 
 
 def load_instance(
@@ -206,20 +211,6 @@ def list_instances(
     return [InstanceSummary(*row) for row in rows], int(total)
 
 
-def pending_worker_steps(conn: sa.Connection, workspace_id: str, limit: int) -> list[PendingWork]:
-    rows = conn.execute(
-        sa.select(steps.c.instance_id, steps.c.step_id, steps.c.process_name, steps.c.inputs)
-        .where(
-            steps.c.workspace_id == workspace_id,
-            steps.c.state == StepState.ACTIVE.value,
-            steps.c.sub_state == SubState.WAITING_FOR_WORKER.value,
-        )
-        .order_by(steps.c.instance_id, steps.c.position)
-        .limit(limit)
-    )
-    return [PendingWork(*row) for row in rows]
-
-
 def instance_events(conn: sa.Connection, instance_id: str) -> list[dict[str, Any]]:
     rows = conn.execute(
         sa.select(
@@ -270,7 +261,13 @@ def _step_values(step: StepRun) -> dict[str, Any]:
         "error": step.error,
         "started_at": step.started_at,
         "completed_at": step.completed_at,
+        "due_at": step.due_at,
+        "stderr": step.stderr,
     }
+
+
+# Any change to a step ends a worker's lease on it: the work it was leased for is over.
+_NO_LEASE = {"lease_owner": None, "lease_token": None, "lease_expires_at": None}
 
 
 def _step_row(run: InstanceRun, step: StepRun) -> dict[str, Any]:
@@ -300,4 +297,6 @@ def _step_run(m: Any) -> StepRun:
         error=m["error"],
         started_at=m["started_at"],
         completed_at=m["completed_at"],
+        due_at=m["due_at"],
+        stderr=m["stderr"],
     )
