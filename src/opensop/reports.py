@@ -73,7 +73,10 @@ def metrics_report(
 
 
 def status_row(
-    definition: models.ProcessDefinition, activity: ProcessActivity, last_run_at: str | None
+    definition: models.ProcessDefinition,
+    activity: ProcessActivity,
+    last_run_at: str | None,
+    next_run_at: str | None,
 ) -> dict[str, Any]:
     scheduled = isinstance(definition.trigger, models.ScheduleTrigger | models.IntervalTrigger)
     if activity.active_instances:
@@ -89,6 +92,6 @@ def status_row(
         "state": state,
         "last_status": last_status,
         "last_run_at": last_run_at,
-        "next_run_at": None,
+        "next_run_at": next_run_at,
         "active_instances": activity.active_instances,
     }

@@ -67,6 +67,15 @@ class Registration:
 
 
 @dataclass(frozen=True)
+class ProcessListing:
+    """A process's latest version, as discovery shows it."""
+
+    record: ProcessRecord
+    definition: models.ProcessDefinition
+    next_run_at: datetime | None  # schedule and interval triggers only
+
+
+@dataclass(frozen=True)
 class InstanceView:
     """An instance with the definition it runs on (for step names and links)."""
 
@@ -284,13 +293,23 @@ class Service:
             self.work.jobs_queued()
         return registration
 
-    def list_processes(
-        self, principal: Principal
-    ) -> list[tuple[ProcessRecord, models.ProcessDefinition]]:
+    def list_processes(self, principal: Principal) -> list[ProcessListing]:
         require(principal, Scope.VIEW)
+        listings: list[ProcessListing] = []
         with self.db.read() as conn:
-            records = process_store.list_latest(conn, principal.workspace_id)
-        return [(record, self._definition_of(record)) for record in records]
+            for record in process_store.list_latest(conn, principal.workspace_id):
+                definition = self._definition_of(record)
+                listings.append(
+                    ProcessListing(record, definition, self._next_run(conn, record, definition))
+                )
+        return listings
+
+    def _next_run(
+        self, conn: sa.Connection, record: ProcessRecord, definition: models.ProcessDefinition
+    ) -> datetime | None:
+        if not isinstance(definition.trigger, models.ScheduleTrigger | models.IntervalTrigger):
+            return None
+        return job_store.queued_schedule_tick(conn, record.workspace_id, record.name)
 
     def process_definition(
         self, principal: Principal, name: str, version: str | None
@@ -523,11 +542,13 @@ class Service:
         with self.db.read() as conn:
             for record in process_store.list_latest(conn, principal.workspace_id):
                 activity = metric_store.process_activity(conn, principal.workspace_id, record.name)
-                last = activity.last_finished_at
-                last_text = (
-                    last.isoformat(timespec="milliseconds").replace("+00:00", "Z") if last else None
+                definition = self._definition_of(record)
+                next_run = self._next_run(conn, record, definition)
+                rows.append(
+                    reports.status_row(
+                        definition, activity, _iso(activity.last_finished_at), _iso(next_run)
+                    )
                 )
-                rows.append(reports.status_row(self._definition_of(record), activity, last_text))
         return rows
 
     # -- helpers -----------------------------------------------------------------------
@@ -673,6 +694,10 @@ def _check_submission_shape(outputs: Any, decided_by: Any, confidence: Any) -> N
         )
     if details:
         raise InvalidInputs("The submission failed validation.", details)
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z") if moment else None
 
 
 def _request_hash(process_name: str, body: Mapping[str, Any]) -> str:

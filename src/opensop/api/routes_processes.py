@@ -26,7 +26,7 @@ _YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml", "text/x-ya
 @router.get("/sop", include_in_schema=False)
 async def discovery(request: Request) -> list[dict[str, Any]]:
     processes = await as_caller(request, context_of(request).service.list_processes)
-    return [serialize.process_summary_json(record, definition) for record, definition in processes]
+    return [serialize.process_summary_json(listing) for listing in processes]
 
 
 @router.post("/sop/processes/register", status_code=201, summary="Publish a process version")

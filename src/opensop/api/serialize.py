@@ -7,7 +7,7 @@ from typing import Any
 
 from opensop.definition import models
 from opensop.engine.records import InstanceRun, StepRun
-from opensop.service import InstanceView
+from opensop.service import InstanceView, ProcessListing
 from opensop.store.instances import InstanceSummary, PendingWork
 from opensop.store.processes import ProcessRecord
 from opensop.store.tokens import TokenRecord
@@ -110,9 +110,8 @@ def pending_json(work: PendingWork) -> dict[str, Any]:
     }
 
 
-def process_summary_json(
-    record: ProcessRecord, definition: models.ProcessDefinition
-) -> dict[str, Any]:
+def process_summary_json(listing: ProcessListing) -> dict[str, Any]:
+    record, definition = listing.record, listing.definition
     return {
         "name": definition.name,
         "version": definition.version,
@@ -130,6 +129,7 @@ def process_summary_json(
             for field in definition.inputs
         ],
         "schema_url": f"/sop/{definition.name}/schema",
+        "next_run_at": timestamp(listing.next_run_at),
         "published_at": timestamp(record.published_at),
     }
 
