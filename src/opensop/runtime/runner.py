@@ -16,6 +16,7 @@ import asyncio
 import logging
 import os
 import socket
+from datetime import datetime
 
 from starlette.concurrency import run_in_threadpool
 
@@ -69,14 +70,19 @@ class Runner:
         log.info("job runner %s started (concurrency %d)", self.owner, self.concurrency)
         try:
             while not stop.is_set():
-                claimed = await self._claim()
+                # Cleared before looking, so a wake-up that arrives while we look is kept.
+                self._wake.clear()
+                due = await self._next_due()
+                claimed: list[Job] = []
+                if due is not None and due <= self.clock.now():
+                    claimed = await self._claim()
                 for job in claimed:
                     task = asyncio.create_task(self._execute(job))
                     self._tasks.add(task)
                     task.add_done_callback(self._finished)
                 if claimed and len(self._tasks) < self.concurrency:
                     continue  # there may be more due right now
-                await self._sleep(stop)
+                await self._sleep(stop, due)
         finally:
             for task in self._tasks:
                 task.cancel()
@@ -98,17 +104,19 @@ class Runner:
             log.exception("claiming jobs failed; trying again shortly")
             return []
 
-    async def _sleep(self, stop: asyncio.Event) -> None:
+    async def _next_due(self) -> datetime | None:
+        """When the next job can be claimed; reading is cheap, claiming is a write."""
+        try:
+            return await run_in_threadpool(self.work.next_due_at)
+        except Exception:
+            log.exception("reading the next due job failed")
+            return None
+
+    async def _sleep(self, stop: asyncio.Event, due: datetime | None) -> None:
+        """Until woken, the next job is due (if a slot is free), or the idle poll."""
         timeout = self.idle_poll_seconds
-        if len(self._tasks) < self.concurrency:
-            try:
-                due = await run_in_threadpool(self.work.next_due_at)
-            except Exception:
-                log.exception("reading the next due job failed")
-                due = None
-            if due is not None:
-                timeout = min(timeout, max(0.0, (due - self.clock.now()).total_seconds()))
-        self._wake.clear()
+        if due is not None and len(self._tasks) < self.concurrency:
+            timeout = min(timeout, max(0.0, (due - self.clock.now()).total_seconds()))
         stopped = asyncio.ensure_future(stop.wait())
         woken = asyncio.ensure_future(self._wake.wait())
         try:
