@@ -107,45 +107,67 @@ def save_transition(
     """Write what the transition changed; the caller holds the instance's write lock."""
     run = transition.instance
     result = conn.execute(
-        instances.update()
-        .where(instances.c.id == run.id, instances.c.revision == stored.revision)
-        .values(
-            state=run.state.value,
-            outputs=run.outputs,
-            error=run.error,
-            completed_at=run.completed_at,
-            updated_at=now,
-            revision=stored.revision + 1,
-        )
+        _UPDATE_INSTANCE,
+        {
+            "key_id": run.id,
+            "key_revision": stored.revision,
+            "state": run.state.value,
+            "outputs": run.outputs,
+            "error": run.error,
+            "completed_at": run.completed_at,
+            "updated_at": now,
+            "revision": stored.revision + 1,
+        },
     )
     if result.rowcount != 1:  # pragma: no cover - the write lock makes this impossible
         raise RuntimeError(f"instance {run.id} changed under a held lock")
-    for step_id in sorted(transition.changed_steps, key=lambda s: run.steps[s].position):
-        step = run.steps[step_id]
+    changed = sorted(transition.changed_steps, key=lambda s: run.steps[s].position)
+    if changed:
         conn.execute(
-            steps.update()
-            .where(steps.c.instance_id == run.id, steps.c.step_id == step_id)
-            .values(**_step_values(step), **_NO_LEASE)
+            _UPDATE_STEP,
+            [
+                {
+                    "key_instance": run.id,
+                    "key_step": step_id,
+                    **_step_values(run.steps[step_id]),
+                    **_NO_LEASE,
+                }
+                for step_id in changed
+            ],
         )
     _insert_events(conn, run, transition.events, now)
     job_store.enqueue(conn, job_store.job_rows(run.workspace_id, run.id, transition.jobs, now))
 
 
+_UPDATE_INSTANCE = instances.update().where(
+    instances.c.id == sa.bindparam("key_id"),
+    instances.c.revision == sa.bindparam("key_revision"),
+)
+# Any change to a step ends a worker's lease on it: the work it was leased for is over.
+_UPDATE_STEP = steps.update().where(
+    steps.c.instance_id == sa.bindparam("key_instance"),
+    steps.c.step_id == sa.bindparam("key_step"),
+)
+_INSTANCE = sa.select(instances).where(
+    instances.c.id == sa.bindparam("id"), instances.c.workspace_id == sa.bindparam("workspace_id")
+)
+_INSTANCE_FOR_UPDATE = _INSTANCE.with_for_update()
+_STEPS_OF = (
+    sa.select(steps)
+    .where(steps.c.instance_id == sa.bindparam("instance_id"))
+    .order_by(steps.c.position)
+)
+
+
 def load_instance(
     conn: sa.Connection, workspace_id: str, instance_id: str, *, for_update: bool = False
 ) -> StoredInstance | None:
-    query = sa.select(instances).where(
-        instances.c.id == instance_id, instances.c.workspace_id == workspace_id
-    )
-    if for_update:
-        query = query.with_for_update()
-    row = conn.execute(query).first()
+    query = _INSTANCE_FOR_UPDATE if for_update else _INSTANCE
+    row = conn.execute(query, {"id": instance_id, "workspace_id": workspace_id}).first()
     if row is None:
         return None
     m = row._mapping
-    step_rows = conn.execute(
-        sa.select(steps).where(steps.c.instance_id == instance_id).order_by(steps.c.position)
-    )
+    step_rows = conn.execute(_STEPS_OF, {"instance_id": instance_id})
     step_runs = {r.step_id: _step_run(r._mapping) for r in step_rows}
     run = InstanceRun(
         id=m["id"],
@@ -266,7 +288,6 @@ def _step_values(step: StepRun) -> dict[str, Any]:
     }
 
 
-# Any change to a step ends a worker's lease on it: the work it was leased for is over.
 _NO_LEASE = {"lease_owner": None, "lease_token": None, "lease_expires_at": None}
 
 
