@@ -437,13 +437,10 @@ class Service:
         now = self.clock.now()
 
         def complete(conn: sa.Connection) -> Submitted:
-            stored = self.load_for(conn, principal, name, instance_id, for_update=True)
+            stored = self.waiting_step(
+                conn, principal, name, instance_id, step_id, body.get("lease_token"), now
+            )
             run = stored.run
-            step_run = run.steps.get(step_id)
-            if step_run is None:
-                raise NotFound(f"Instance {instance_id} has no step '{step_id}'.")
-            machine.ensure_submittable(run, step_run)
-            self.work.check_lease(conn, instance_id, step_id, body.get("lease_token"), now)
             definition = self.definition_by_id(conn, stored.process_id)
             step = definition.step(step_id)
             _raise_on_violations(submission_fields(step), outputs, "outputs")
@@ -552,6 +549,26 @@ class Service:
         return rows
 
     # -- helpers -----------------------------------------------------------------------
+
+    def waiting_step(
+        self,
+        conn: sa.Connection,
+        principal: Principal,
+        name: str,
+        instance_id: str,
+        step_id: str,
+        lease_token: Any,
+        now: datetime,
+    ) -> StoredInstance:
+        """The instance, locked, whose step ``step_id`` waits for a submission that the
+        caller (holding ``lease_token`` when the step is leased) may make."""
+        stored = self.load_for(conn, principal, name, instance_id, for_update=True)
+        step_run = stored.run.steps.get(step_id)
+        if step_run is None:
+            raise NotFound(f"Instance {instance_id} has no step '{step_id}'.")
+        machine.ensure_submittable(stored.run, step_run)
+        self.work.check_lease(conn, instance_id, step_id, lease_token, now)
+        return stored
 
     def load_for(
         self,

@@ -26,7 +26,7 @@ from opensop.definition.values import validate_values
 from opensop.engine import background, machine
 from opensop.engine.jobs import JobKind, JobRequest, script_timeout_seconds
 from opensop.engine.records import Transition
-from opensop.errors import InvalidInputs, LeaseLost, NotFound
+from opensop.errors import InvalidInputs, InvalidTransition, LeaseLost, NotFound
 from opensop.runtime.scripts import ScriptOutcome, ScriptRequest
 from opensop.store import instances as instance_store
 from opensop.store import jobs as job_store
@@ -173,12 +173,10 @@ class Work:
         now = self.clock.now()
 
         def fail(conn: sa.Connection) -> Submitted:
-            stored = self.service.load_for(conn, principal, name, instance_id, for_update=True)
-            run = stored.run.steps.get(step_id)
-            if run is None:
-                raise NotFound(f"Instance {instance_id} has no step '{step_id}'.")
-            machine.ensure_submittable(stored.run, run)
-            self.check_lease(conn, instance_id, step_id, body.get("lease_token"), now)
+            stored = self.service.waiting_step(
+                conn, principal, name, instance_id, step_id, body.get("lease_token"), now
+            )
+            run = stored.run.steps[step_id]
             definition = self.service.definition_by_id(conn, stored.process_id)
             transition = background.attempt_failed(
                 stored.run,
@@ -191,8 +189,11 @@ class Work:
                 actor=principal.actor,
                 retryable=bool(retryable),
             )
-            if transition is None:  # pragma: no cover - ensure_submittable ruled it out
-                raise NotFound(f"Step '{step_id}' is not waiting for a worker.")
+            if transition is None:  # a form, approval or escalated step: no worker runs it
+                raise InvalidTransition(
+                    f"Step '{step_id}' is {run.sub_state}; only a step waiting for a worker "
+                    "can be reported failed."
+                )
             instance_store.save_transition(conn, stored, transition, now)
             view = InstanceView(transition.instance, definition)
             return Submitted(transition.instance.steps[step_id], view)

@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from opensop.definition import models
+from opensop.definition.durations import parse_duration
 from opensop.engine.jobs import JobKind, JobRequest, retry_delay
 from opensop.engine.machine import after_step, fail_step, finish_step, skip_step
 from opensop.engine.records import Event, InstanceRun, StepRun, Transition
@@ -104,6 +105,7 @@ def attempt_failed(
         )
     else:
         run.due_at = due  # the worker step is offered again once its backoff is over
+        transition.jobs.extend(_wait_timeout(step, run, due))
     return transition
 
 
@@ -214,4 +216,14 @@ def retry_failed_step(
         )
     else:
         run.sub_state = SubState.WAITING_FOR_WORKER
+        transition.jobs.extend(_wait_timeout(step, run, now))
     return transition
+
+
+def _wait_timeout(step: models.StepBase, run: StepRun, offered: datetime) -> list[JobRequest]:
+    """The timeout job of a worker step's new attempt: each attempt waits at most
+    `timeout` for a worker from when it is offered (the old attempt's job is stale)."""
+    if step.timeout is None:
+        return []
+    due = offered + timedelta(seconds=parse_duration(step.timeout))
+    return [JobRequest(JobKind.STEP_TIMEOUT, due, run.step_id, {"attempt": run.attempt})]
