@@ -97,10 +97,30 @@ def rss_mib(pid: int) -> float:
 
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time a live process has used, from /proc/<pid>/stat."""
+    user, system = cpu_times(pid)
+    return user + system
+
+
+def cpu_times(pid: int) -> tuple[float, float]:
+    """(user, system) CPU seconds of a live process, all threads, from /proc/<pid>/stat."""
     stat = Path(f"/proc/{pid}/stat").read_text()
     fields = stat[stat.rindex(")") + 2 :].split()
-    ticks = int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
-    return ticks / os.sysconf("SC_CLK_TCK")
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick  # utime, stime (fields 14, 15)
+
+
+def thread_cpu_times(pid: int) -> dict[int, tuple[float, float]]:
+    """(user, system) CPU seconds of each live thread of a process, by thread id."""
+    tick = os.sysconf("SC_CLK_TCK")
+    times: dict[int, tuple[float, float]] = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            stat = (task / "stat").read_text()
+        except OSError:  # the thread ended meanwhile
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()
+        times[int(task.name)] = (int(fields[11]) / tick, int(fields[12]) / tick)
+    return times
 
 
 # -- statistics --------------------------------------------------------------------------
@@ -144,8 +164,14 @@ class Server:
         port: int | None = None,
         log_dir: Path | None = None,
         start_timeout: float = SERVER_START_TIMEOUT,
+        load_dir: Path = EXAMPLES_DIR,
+        workers: int | None = None,
     ) -> Server:
-        """``opensop serve --load examples`` on a SQLite file with a bootstrap token."""
+        """``opensop serve --load examples`` on a SQLite file with a bootstrap token.
+
+        ``load_dir`` registers another folder of process files instead; ``workers`` sets
+        ``--workers`` (background jobs at once; the server's default when None).
+        """
         port = port or free_port()
         env = {
             **os.environ,
@@ -162,8 +188,10 @@ class Server:
             "--database-url",
             sqlite_url(db_path),
             "--load",
-            str(EXAMPLES_DIR),
+            str(load_dir),
         ]
+        if workers is not None:
+            argv += ["--workers", str(workers)]
         log_dir = log_dir or db_path.parent
         return cls(
             "opensop", argv, port, env, log_dir / f"opensop-{port}.log", start_timeout=start_timeout
@@ -569,9 +597,89 @@ def terminate_as_exit() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+def py_spy_executable() -> str:
+    beside = Path(sys.executable).with_name("py-spy")
+    found = str(beside) if beside.exists() else shutil.which("py-spy")
+    if found is None:
+        raise SystemExit(
+            "py-spy is not installed: .venv/bin/pip install py-spy (not a project dep)"
+        )
+    return found
+
+
+@contextmanager
+def py_spy_recording(
+    pid: int, out: Path, *, rate: int = 200, gil: bool = True, max_seconds: float = 3600
+) -> Iterator[None]:
+    """Sample ``pid`` with py-spy (collapsed stacks into ``out``) while the block runs.
+
+    ``gil``: only GIL-holding samples (the Python CPU work); else every active thread.
+    py-spy stops at the end of the block (SIGINT makes it write its file), or after
+    ``max_seconds`` whatever happens.
+    """
+    out.parent.mkdir(parents=True, exist_ok=True)
+    argv = [
+        py_spy_executable(),
+        "record",
+        "--pid",
+        str(pid),
+        "--rate",
+        str(rate),
+        "--duration",
+        f"{max_seconds:.0f}",
+        "--format",
+        "raw",
+        "--nonblocking",
+        "--gil" if gil else "--threads",
+        "-o",
+        str(out),
+    ]
+    spy = subprocess.Popen(
+        argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    try:
+        time.sleep(0.5)  # attached before the load starts
+        yield
+    finally:
+        if spy.poll() is None:
+            spy.send_signal(signal.SIGINT)
+        try:
+            spy.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            spy.kill()
+            spy.communicate(timeout=10)
+
+
 def banner(title: str) -> str:
     return f"\n== {title} " + "=" * max(0, 76 - len(title))
 
 
 def machine_line() -> str:
     return f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}"
+
+
+def source_line() -> str:
+    """The commit the server runs, and the files changed on top of it (read-only git)."""
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=REPO_DIR,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+        status = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", "src"],
+            cwd=REPO_DIR,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.split("\n")
+    except (OSError, subprocess.SubprocessError):
+        return "source: unknown (no git)"
+    dirty = [line[3:] for line in status if line.strip()]
+    return f"source: {commit}" + (
+        f" + uncommitted {', '.join(dirty)}" if dirty else " (clean src/)"
+    )
