@@ -93,6 +93,7 @@ class Started:
 class Submitted:
     step: StepRun
     view: InstanceView
+    queued_jobs: bool = False
 
 
 @dataclass(frozen=True)
@@ -456,10 +457,11 @@ class Service:
             )
             instance_store.save_transition(conn, stored, transition, now)
             view = InstanceView(transition.instance, definition)
-            return Submitted(transition.instance.steps[step_id], view)
+            return Submitted(transition.instance.steps[step_id], view, bool(transition.jobs))
 
         submitted = self.db.run_write(complete)
-        self.work.jobs_queued()
+        if submitted.queued_jobs:
+            self.work.jobs_queued()
         return submitted
 
     def cancel(
@@ -567,7 +569,7 @@ class Service:
         if step_run is None:
             raise NotFound(f"Instance {instance_id} has no step '{step_id}'.")
         machine.ensure_submittable(stored.run, step_run)
-        self.work.check_lease(conn, instance_id, step_id, lease_token, now)
+        self.work.check_lease(stored, step_id, lease_token, now)
         return stored
 
     def load_for(

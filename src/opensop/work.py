@@ -129,10 +129,10 @@ class Work:
         return until
 
     def check_lease(
-        self, conn: sa.Connection, instance_id: str, step_id: str, given: Any, now: datetime
+        self, stored: instance_store.StoredInstance, step_id: str, given: Any, now: datetime
     ) -> None:
         """A live lease reserves the step for its holder; a stale token is refused."""
-        lease = lease_store.lease_of(conn, instance_id, step_id)
+        lease = stored.leases.get(step_id)
         live = lease is not None and lease.expires_at > now
         if given is None and not live:
             return

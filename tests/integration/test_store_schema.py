@@ -167,9 +167,13 @@ def test_sqlite_migrates_with_foreign_keys_off_then_checks_them(sqlite_url: str)
     # would fail or cascade.
     db = Database(sqlite_url)
     statements: list[str] = []
-    sa.event.listen(
-        db.engine, "before_cursor_execute", lambda *args: statements.append(args[2].strip())
-    )
+
+    def trace(dbapi_connection: Any, record: Any) -> None:
+        # The driver's own trace sees every statement, including the BEGIN and PRAGMAs
+        # that the begin hook sends straight to the driver connection.
+        dbapi_connection.set_trace_callback(lambda sql: statements.append(sql.strip()))
+
+    sa.event.listen(db.engine, "connect", trace)
     try:
         db.migrate()
         with db.write() as conn:

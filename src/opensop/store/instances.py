@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from opensop.engine.records import Event, InstanceRun, StepRun, Transition
 from opensop.engine.states import InstanceState, StepState, SubState
 from opensop.store import jobs as job_store
+from opensop.store.leases import Lease
 from opensop.store.tables import events, instances, steps
 
 
@@ -20,6 +21,7 @@ class StoredInstance:
     process_id: int
     revision: int
     request_hash: str | None
+    leases: dict[str, Lease] = field(default_factory=dict)  # worker leases, by step id
 
 
 @dataclass(frozen=True)
@@ -167,8 +169,13 @@ def load_instance(
     if row is None:
         return None
     m = row._mapping
-    step_rows = conn.execute(_STEPS_OF, {"instance_id": instance_id})
+    step_rows = conn.execute(_STEPS_OF, {"instance_id": instance_id}).all()
     step_runs = {r.step_id: _step_run(r._mapping) for r in step_rows}
+    leases = {
+        r.step_id: Lease(r.lease_token, r.lease_expires_at)
+        for r in step_rows
+        if r.lease_token is not None and r.lease_expires_at is not None
+    }
     run = InstanceRun(
         id=m["id"],
         workspace_id=m["workspace_id"],
@@ -183,7 +190,7 @@ def load_instance(
         error=m["error"],
         completed_at=m["completed_at"],
     )
-    return StoredInstance(run, m["process_id"], m["revision"], m["request_hash"])
+    return StoredInstance(run, m["process_id"], m["revision"], m["request_hash"], leases)
 
 
 def find_by_idempotency_key(conn: sa.Connection, workspace_id: str, key: str) -> str | None:

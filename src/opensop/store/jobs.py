@@ -160,14 +160,16 @@ def extend(conn: sa.Connection, job: Job, lease_until: datetime) -> bool:
     return result.rowcount == 1
 
 
+_NEXT_QUEUED = sa.select(sa.func.min(jobs.c.due_at)).where(jobs.c.state == JobState.QUEUED.value)
+_NEXT_LEASE_END = sa.select(sa.func.min(jobs.c.lease_expires_at)).where(
+    jobs.c.state == JobState.LEASED.value
+)
+
+
 def next_due_at(conn: sa.Connection) -> datetime | None:
     """When the earliest queued or leased job can next be claimed."""
-    queued = conn.execute(
-        sa.select(sa.func.min(jobs.c.due_at)).where(jobs.c.state == JobState.QUEUED.value)
-    ).scalar()
-    leased = conn.execute(
-        sa.select(sa.func.min(jobs.c.lease_expires_at)).where(jobs.c.state == JobState.LEASED.value)
-    ).scalar()
+    queued = conn.execute(_NEXT_QUEUED).scalar()
+    leased = conn.execute(_NEXT_LEASE_END).scalar()
     moments = [m for m in (queued, leased) if m is not None]
     return min(moments) if moments else None
 

@@ -128,14 +128,3 @@ def extend(
         .values(lease_expires_at=lease_until)
     )
     return result.rowcount == 1
-
-
-def lease_of(conn: sa.Connection, instance_id: str, step_id: str) -> Lease | None:
-    row = conn.execute(
-        sa.select(steps.c.lease_token, steps.c.lease_expires_at).where(
-            steps.c.instance_id == instance_id, steps.c.step_id == step_id
-        )
-    ).first()
-    if row is None or row[0] is None or row[1] is None:
-        return None
-    return Lease(row[0], row[1])

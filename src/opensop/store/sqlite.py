@@ -114,8 +114,11 @@ def _begin(conn: Connection) -> None:
         raise ValueError(f"unknown {MODE_OPTION} {mode!r}")
     wanted = {"foreign_keys": mode != "migrate", "query_only": mode == "read"}
     current: dict[str, bool] = conn.connection.info.setdefault(_PRAGMAS_KEY, {})
+    # Straight on the driver connection: every transaction begins here, and a full
+    # SQLAlchemy execute of these statements costs more than running them.
+    driver = cast(sqlite3.Connection, conn.connection.driver_connection)
     for pragma, on in wanted.items():
         if current.get(pragma) != on:
-            conn.exec_driver_sql(f"PRAGMA {pragma} = {'ON' if on else 'OFF'}")
+            driver.execute(f"PRAGMA {pragma} = {'ON' if on else 'OFF'}")
             current[pragma] = on
-    conn.exec_driver_sql("BEGIN" if mode == "read" else "BEGIN IMMEDIATE")
+    driver.execute("BEGIN" if mode == "read" else "BEGIN IMMEDIATE")
