@@ -323,7 +323,7 @@ class Service:
                 record = process_store.find_version(conn, principal.workspace_id, name, version)
         if record is None:
             what = f"version {version} of " if version else ""
-            raise NotFound(f"No published {what}process named '{name}'.")
+            raise NotFound(f"No published {what[:80]}process named '{name[:64]}'.")
         return record, self._definition_of(record)
 
     # -- instances ---------------------------------------------------------------------
@@ -585,7 +585,7 @@ class Service:
             conn, principal.workspace_id, instance_id, for_update=for_update
         )
         if stored is None or stored.run.process_name != name:
-            raise NotFound(f"No instance {instance_id} of process '{name}'.")
+            raise NotFound(f"No instance {instance_id[:40]} of process '{name[:64]}'.")
         return stored
 
     def _latest(self, workspace_id: str, name: str) -> tuple[int, models.ProcessDefinition]:
@@ -601,7 +601,7 @@ class Service:
             with self.db.read() as conn:
                 process_id = process_store.find_latest_id(conn, workspace_id, name)
                 if process_id is None:
-                    raise NotFound(f"No published process named '{name}'.")
+                    raise NotFound(f"No published process named '{name[:64]}'.")
                 definition = self.definition_by_id(conn, process_id)
             self._latest_ids[key] = (process_id, now)
             return process_id, definition

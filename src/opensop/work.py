@@ -117,6 +117,8 @@ class Work:
         lease_seconds = _int_field(
             body, "lease_seconds", 60, MIN_LEASE_SECONDS, MAX_LEASE_SECONDS, details
         )
+        unknown = set(body) - {"lease_token", "lease_seconds"}
+        details.extend({"field": k[:128], "code": "unknown_field"} for k in sorted(unknown))
         if details:
             raise InvalidInputs("The heartbeat failed validation.", details)
         now = self.clock.now()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -88,6 +89,13 @@ def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # 1e999: valid JSON syntax, but no JSON value holds it
+        raise ValueError(f"the number {text[:40]} is out of range")
+    return value
+
+
 def parse_json(body: bytes, *, optional: bool = False) -> Any:
     """The body as JSON (``None`` for an empty optional body); 400 when it is not JSON.
 
@@ -97,7 +105,7 @@ def parse_json(body: bytes, *, optional: bool = False) -> Any:
     if optional and not body.strip():
         return None
     try:
-        value = json.loads(body, parse_constant=_refuse_constant)
+        value = json.loads(body, parse_constant=_refuse_constant, parse_float=_finite_float)
     except (ValueError, RecursionError) as error:
         reason = error.msg if isinstance(error, json.JSONDecodeError) else str(error)
         raise InvalidPayload(f"The request body is not valid JSON: {reason}.") from None

@@ -148,7 +148,15 @@ async def cancel(request: Request, name: str, instance_id: str) -> dict[str, Any
 
     def act(principal: Principal) -> Any:
         check_id(instance_id)
-        reason = json_object(raw, optional=True).get("reason")
+        body = parse_json(raw, optional=True)
+        if body is not None and not isinstance(body, dict):
+            raise InvalidInputs(
+                'The body must be a JSON object like {"reason": "..."}.',
+                [{"field": "", "code": "type_mismatch", "expected": "object"}],
+            )
+        body = body or {}
+        _refuse_unknown(body, {"reason"})
+        reason = body.get("reason")
         if reason is not None and (not isinstance(reason, str) or len(reason) > 2000):
             raise InvalidInputs(
                 "reason must be a string of at most 2000 characters.",

@@ -111,6 +111,25 @@ def _settings(**overrides: object) -> Settings:
         raise typer.Exit(2) from None
 
 
+def _ensure_port_free(host: str, port: int) -> None:
+    """Fail before printing a token or "listening" when the address is taken."""
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        family, kind, proto, _, address = infos[0]
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind(address)
+    except OSError as error:
+        typer.echo(
+            f"error: cannot listen on {host}:{port}: {error.strerror or error}; "
+            "choose another with --port or OPENSOP_PORT",
+            err=True,
+        )
+        raise typer.Exit(2) from None
+
+
 def _open_service(settings: Settings) -> Service:
     """The service on the configured store, or a one-line error and exit code 2."""
     import sqlalchemy as sa
@@ -162,6 +181,7 @@ def serve(
     from opensop.store.database import redact_url
 
     settings = _settings(host=host, port=port, database_url=database_url)
+    _ensure_port_free(settings.host, settings.port)
     service = _open_service(settings)
     workspace = settings.default_workspace
     if settings.api_token:

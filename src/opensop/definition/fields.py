@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import math
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, StrictBool, StrictFloat, StrictInt
+from pydantic import BaseModel, ConfigDict, StrictBool, StrictFloat, StrictInt, field_validator
 from pydantic import Field as PydanticField
 
 from opensop.definition.frozen import FrozenMap
@@ -67,3 +68,18 @@ class Field(BaseModel):
     value: Any = None
     label: Text | None = None
     placeholder: Text | None = None
+
+    @field_validator("default", "value")
+    @classmethod
+    def _finite(cls, value: Any) -> Any:
+        # .inf / .nan would be stored as null and then refuse every start.
+        stack = [value]
+        while stack:
+            current = stack.pop()
+            if isinstance(current, float) and not math.isfinite(current):
+                raise ValueError("numbers must be finite (no .inf or .nan)")
+            if isinstance(current, dict):
+                stack.extend(current.values())
+            elif isinstance(current, list | tuple):
+                stack.extend(current)
+        return value
