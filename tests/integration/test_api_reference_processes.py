@@ -1,19 +1,22 @@
 """The public reference process files: the ones this server can run start and wait; the
-others are refused at registration with a message naming what is missing.
+others are refused at registration with a message naming each step it cannot run.
 
 The files are read from ``../shared/reference-processes`` (never copied into the repo).
-When a feature lands, move the files it unlocks from REFUSED to RUNNABLE.
+When a feature lands, move the files it unlocks from REFUSED to RUNNABLE. Their scripts
+are not published with them: a file whose only blockers are scripts runs once stand-in
+scripts sit next to it (``opensop serve --load DIR``).
 """
 
 from __future__ import annotations
 
-import json
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from tests.support.api import assert_error, step_states
-from tests.support.server import REPO_ROOT
+from tests.support.api import assert_error, start, step_states
+from tests.support.background import settle, write_script
+from tests.support.server import REPO_ROOT, running_server
 
 REFERENCE_DIR = REPO_ROOT.parent / "shared" / "reference-processes"
 
@@ -27,30 +30,75 @@ RUNNABLE: dict[str, tuple[dict[str, Any], str, str]] = {
     ),
 }
 
-# file -> what it uses that this server does not run yet (the words the 422 must name)
-REFUSED: dict[str, list[str]] = {
-    # collect-pr-details has on_timeout; post-comment runs a script; notify-author notifies.
-    "agent-pr-review.sop.yaml": ["on_timeout", "run:", "notification"],
-    # on_timeout, two scripts, a webhook to compliance and a welcome notification.
-    "customer-onboarding.sop.yaml": ["on_timeout", "run:", "webhook", "notification"],
-    # on_timeout on the form and the approval; a notification to the requester.
-    "expense-approval.sop.yaml": ["on_timeout", "notification"],
-    # score-lead runs a script; notify-team is a notification.
-    "lead-qualification.sop.yaml": ["run:", "notification"],
-    # scripts, a Slack webhook with a callback, wait timers and on_timeout.
-    "maria-linkedin-post-approval.sop.yaml": ["run:", "webhook", "wait", "on_timeout"],
-    # a schedule trigger, three scripts, an llm step and a notification.
-    "morning-briefing.sop.yaml": ["schedule", "run:", "llm", "notification"],
-    # on_timeout, a script, a deploy webhook and an announcement notification.
-    "release-deploy.sop.yaml": ["on_timeout", "run:", "webhook", "notification"],
-    # a script, then a subprocess step.
-    "subprocess-demo.sop.yaml": ["run:", "subprocess"],
-    # on_timeout, a script and a notification.
-    "support-ticket-triage.sop.yaml": ["on_timeout", "run:", "notification"],
-    # every step runs a script (exit_when itself is supported).
-    "v02-smoke-exit-when.sop.yaml": ["run:"],
-    # a script and a loop whose body is an llm step.
-    "v02-smoke-loop-llm.sop.yaml": ["run:", "loop"],
+# Why a step is refused (words its message must contain). Uploaded over HTTP to a server
+# without OPENSOP_PROCESS_DIR, a step with `run:` has no folder to find its script in.
+SCRIPT = "need a process directory"
+NOTIFICATION = "notification steps are not delivered"
+WEBHOOK = "webhook steps are not executed"
+LLM = "llm steps need a model provider"
+LOOP = "loop steps are not executed"
+SUBPROCESS = "subprocess steps are not executed"
+
+# file -> every refused step: (detail path, step id, reason). Waits, on_timeout, schedule
+# triggers and scripts are run now; these files still use something that is not.
+REFUSED: dict[str, list[tuple[str, str, str]]] = {
+    "agent-pr-review.sop.yaml": [
+        ("process.steps[2].run", "post-comment", SCRIPT),
+        ("process.steps[3].type", "notify-author", NOTIFICATION),
+    ],
+    "customer-onboarding.sop.yaml": [
+        ("process.steps[1].run", "verify-documents", SCRIPT),
+        ("process.steps[3].type", "submit-to-compliance", WEBHOOK),
+        ("process.steps[4].run", "create-account", SCRIPT),
+        ("process.steps[5].type", "send-welcome", NOTIFICATION),
+    ],
+    # Its form and approval timeouts are enforced now; only the notification is missing.
+    "expense-approval.sop.yaml": [
+        ("process.steps[3].type", "notify-requester", NOTIFICATION),
+    ],
+    "lead-qualification.sop.yaml": [
+        ("process.steps[1].run", "score-lead", SCRIPT),
+        ("process.steps[2].type", "notify-team", NOTIFICATION),
+    ],
+    # Its wait timers and on_timeout run now; the scripts and the Slack webhook do not.
+    "maria-linkedin-post-approval.sop.yaml": [
+        ("process.steps[0].run", "validate-payload", SCRIPT),
+        ("process.steps[1].type", "request-slack-approval", WEBHOOK),
+        ("process.steps[4].run", "capture-published-url", SCRIPT),
+        ("process.steps[5].run", "log-to-gbrain", SCRIPT),
+        ("process.steps[10].run", "mark-complete", SCRIPT),
+    ],
+    # Its schedule trigger is run now; the scripts, the llm step and the notification not.
+    "morning-briefing.sop.yaml": [
+        ("process.steps[0].run", "fetch-slack", SCRIPT),
+        ("process.steps[1].run", "fetch-gmail", SCRIPT),
+        ("process.steps[2].run", "fetch-calendar", SCRIPT),
+        ("process.steps[3].type", "synthesize", LLM),
+        ("process.steps[4].type", "deliver", NOTIFICATION),
+    ],
+    "release-deploy.sop.yaml": [
+        ("process.steps[1].run", "stamp-release", SCRIPT),
+        ("process.steps[3].type", "trigger-deploy", WEBHOOK),
+        ("process.steps[4].type", "announce-release", NOTIFICATION),
+    ],
+    "subprocess-demo.sop.yaml": [
+        ("process.steps[0].run", "prepare-inputs", SCRIPT),
+        ("process.steps[1].type", "run-lead-qualification", SUBPROCESS),
+    ],
+    "support-ticket-triage.sop.yaml": [
+        ("process.steps[1].run", "categorize", SCRIPT),
+        ("process.steps[3].type", "notify-assignee", NOTIFICATION),
+    ],
+    # Only scripts: with them in its folder it runs (see the test at the end).
+    "v02-smoke-exit-when.sop.yaml": [
+        ("process.steps[0].run", "gate", SCRIPT),
+        ("process.steps[1].run", "enrich", SCRIPT),
+        ("process.steps[2].run", "finalize", SCRIPT),
+    ],
+    "v02-smoke-loop-llm.sop.yaml": [
+        ("process.steps[0].run", "source", SCRIPT),
+        ("process.steps[1].type", "classify-each", LOOP),
+    ],
 }
 
 
@@ -96,11 +144,57 @@ def test_reference_processes_with_missing_features_are_refused(
 ) -> None:
     body = assert_error(upload(sqlite_client, file), 422, "invalid_definition")
 
-    features = REFUSED[file]
-    assert any(feature in body["message"] for feature in features), body["message"]
-    explained = json.dumps(body["details"])
-    for feature in features:
-        assert feature in explained, f"{file}: nothing names {feature!r} in {explained}"
-    for item in body["details"]:
-        assert item["path"].startswith("process.")
-        assert item["message"]
+    expected = REFUSED[file]
+    assert [item["path"] for item in body["details"]] == [path for path, _, _ in expected]
+    for item, (_, step_id, reason) in zip(body["details"], expected, strict=True):
+        assert item["code"] == "unsupported_step_type", item
+        assert item["message"].startswith(f"{step_id}: "), item
+        assert reason in item["message"], item
+    first = body["details"][0]["message"]
+    assert body["message"] == f"The process definition is invalid: {first}"
+
+
+# A stand-in for steps/v02_echo_score.rb: any executable with a #! line runs.
+ECHO_SCORE = """#!/usr/bin/env python3
+import json, os, sys
+score = json.load(sys.stdin)["score"]
+stage = os.environ["OPENSOP_STEP_ID"]
+print(json.dumps({"score": score, "outcome": "accepted", "stage_reached": stage}))
+"""
+
+
+@pytest.mark.parametrize(
+    ("score", "outputs", "states"),
+    [
+        (
+            0.2,
+            {"outcome": "rejected_low_score", "stage_reached": "gate"},
+            ["completed", "skipped", "skipped"],
+        ),
+        (
+            0.9,
+            {"outcome": "accepted", "stage_reached": "finalize"},
+            ["completed", "completed", "completed"],
+        ),
+    ],
+    ids=["exits-at-the-gate", "runs-every-script"],
+)
+def test_the_exit_when_smoke_process_runs_with_its_scripts_in_place(
+    tmp_path: Path, score: float, outputs: dict[str, str], states: list[str]
+) -> None:
+    folder = tmp_path / "processes"
+    folder.mkdir()
+    file = "v02-smoke-exit-when.sop.yaml"
+    (folder / file).write_bytes(read(file))
+    write_script(folder, "steps/v02_echo_score.rb", ECHO_SCORE, executable=True)
+
+    with (
+        running_server(f"sqlite:///{tmp_path / 'opensop.db'}", load=[folder]) as server,
+        server.client() as client,
+    ):
+        started = start(client, "v02-smoke-exit-when", {"score": score})
+        body = settle(client, "v02-smoke-exit-when", started["id"])
+
+    assert body["state"] == "completed", body
+    assert body["outputs"] == outputs
+    assert [step["state"] for step in body["steps"]] == states

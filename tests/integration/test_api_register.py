@@ -206,21 +206,78 @@ def test_an_unknown_key_under_process_is_refused_by_name(client: httpx.Client) -
     assert "stpes" in body["message"] or any("stpes" in json.dumps(d) for d in body["details"])
 
 
-def test_an_unsupported_step_type_is_refused_with_a_clear_message(client: httpx.Client) -> None:
-    name = unique("waits")
-    document = process(
-        name, [form("first"), {"id": "pause", "type": "wait", "wait": {"seconds": 5}}]
-    )
+UNSUPPORTED_STEPS = {
+    "loop": (
+        {
+            "id": "each",
+            "type": "loop",
+            "loop": {"repeat_until": "loop.item == 1", "max_iterations": 3},
+            "body": [form("inner")],
+        },
+        "loop steps",
+    ),
+    "webhook": (
+        {"id": "call", "type": "webhook", "webhook": {"url": "https://example.com/hook"}},
+        "webhook steps",
+    ),
+    "notification": (
+        {"id": "tell", "type": "notification", "channel": "log", "body": "hello"},
+        "notification steps",
+    ),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(UNSUPPORTED_STEPS))
+def test_an_unsupported_step_type_is_refused_with_a_clear_message(
+    client: httpx.Client, kind: str
+) -> None:
+    name = unique(kind)
+    step, reason = UNSUPPORTED_STEPS[kind]
+    document = process(name, [form("first"), step])
 
     body = assert_error(
         client.post("/sop/processes/register", json=document), 422, "invalid_definition"
     )
 
-    assert "wait" in body["message"]
-    assert "pause" in body["message"]
+    assert reason in body["message"]
+    assert step["id"] in body["message"]
     [item] = body["details"]
     assert item["path"] == "process.steps[1].type"
+    assert item["code"] == "unsupported_step_type"
     assert_error(client.get(f"/sop/{name}/schema"), 404, "not_found")
+
+
+def test_a_script_step_is_refused_without_a_process_directory(client: httpx.Client) -> None:
+    # The shared servers have neither --load for this file nor OPENSOP_PROCESS_DIR.
+    name = unique("scripted")
+    step = {"id": "score", "type": "automated", "run": "steps/score.py"}
+    document = process(name, [form("first"), step])
+
+    body = assert_error(
+        client.post("/sop/processes/register", json=document), 422, "invalid_definition"
+    )
+
+    [item] = body["details"]
+    assert item["path"] == "process.steps[1].run"
+    assert item["message"].startswith("score: ")
+    assert "process directory" in item["message"]
+    assert_error(client.get(f"/sop/{name}/schema"), 404, "not_found")
+
+
+def test_wait_steps_and_timeouts_are_accepted_now(client: httpx.Client) -> None:
+    name = unique("waits")
+    document = process(
+        name,
+        [
+            form("first", timeout="1h", on_timeout="escalate"),
+            {"id": "pause", "type": "wait", "wait": {"seconds": 5}},
+        ],
+    )
+
+    register(client, document)
+
+    steps = client.get(f"/sop/{name}/schema").json()["steps"]
+    assert [step["type"] for step in steps] == ["form", "wait"]
 
 
 def test_an_unknown_format_major_version_is_refused(client: httpx.Client) -> None:

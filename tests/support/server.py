@@ -8,6 +8,10 @@ left behind::
     with running_server(database_url, load=[EXAMPLES]) as server:
         with server.client() as client:
             assert client.get("/sop/").status_code == 200
+
+Each runs in a process group of its own, so a test can crash it like a power cut
+(``server.kill()``: SIGKILL to the group). ``running_worker`` starts ``opensop worker``,
+the job runner without HTTP, the same way.
 """
 
 from __future__ import annotations
@@ -106,8 +110,14 @@ class Server:
         stop(self.process)
         self._final_log = self.log()
 
+    def kill(self) -> None:
+        """Crash it: SIGKILL its whole process group, no chance to clean up."""
+        kill(self.process)
 
-def serve_command(host: str, port: int, database_url: str, load: Sequence[Path]) -> list[str]:
+
+def serve_command(
+    host: str, port: int, database_url: str, load: Sequence[Path], args: Sequence[str] = ()
+) -> list[str]:
     command = [
         sys.executable,
         "-m",
@@ -122,7 +132,7 @@ def serve_command(host: str, port: int, database_url: str, load: Sequence[Path])
     ]
     for folder in load:
         command += ["--load", str(folder)]
-    return command
+    return [*command, *args]
 
 
 @contextlib.contextmanager
@@ -132,12 +142,14 @@ def running_server(
     load: Sequence[Path] = (),
     token: str | None = _UNSET,
     env: dict[str, str] | None = None,
+    args: Sequence[str] = (),
     attempts: int = 3,
 ) -> Iterator[Server]:
     """Start ``opensop serve`` and yield it once ``/healthz`` answers 200.
 
     ``token`` defaults to a fresh bootstrap admin token; ``None`` starts the server with
-    no token configured. A port taken between choosing and binding is retried.
+    no token configured. ``args`` go after the others (``["--workers", "0"]``). A port
+    taken between choosing and binding is retried.
     """
     secret = new_token() if token is _UNSET else token
     extra = dict(env or {})
@@ -149,7 +161,9 @@ def running_server(
             port = free_port()
             with log_path.open("wb") as log:
                 process = _spawn(
-                    serve_command("127.0.0.1", port, database_url, load), clean_env(**extra), log
+                    serve_command("127.0.0.1", port, database_url, load, args),
+                    clean_env(**extra),
+                    log,
                 )
             server = Server(f"http://127.0.0.1:{port}", secret, database_url, process, log_path)
             try:
@@ -161,8 +175,15 @@ def running_server(
 
 
 def _spawn(command: list[str], env: dict[str, str], log: IO[bytes]) -> subprocess.Popen[bytes]:
+    # A session of its own: kill() can take the whole group without touching pytest.
     process = subprocess.Popen(
-        command, cwd=REPO_ROOT, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log
+        command,
+        cwd=REPO_ROOT,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=log,
+        stderr=log,
+        start_new_session=True,
     )
     _live.add(process)
     return process
@@ -203,6 +224,61 @@ def stop(process: subprocess.Popen[bytes]) -> None:
                 process.wait(timeout=STOP_TIMEOUT_SECONDS)
     finally:
         _live.discard(process)
+
+
+def kill(process: subprocess.Popen[bytes]) -> None:
+    """SIGKILL the process group ``_spawn`` gave the process, and reap it."""
+    try:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=STOP_TIMEOUT_SECONDS)
+    finally:
+        _live.discard(process)
+
+
+@dataclass
+class Worker:
+    """A running ``opensop worker`` (the job runner alone) and its log."""
+
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+@contextlib.contextmanager
+def running_worker(
+    database_url: str, *, concurrency: int = 4, env: dict[str, str] | None = None
+) -> Iterator[Worker]:
+    """Start ``opensop worker`` on ``database_url``; yield once it says it runs.
+
+    Its database must already be migrated (start a server on it first).
+    """
+    command = [
+        sys.executable,
+        "-m",
+        "opensop.cli.main",
+        "worker",
+        "--database-url",
+        database_url,
+        "--concurrency",
+        str(concurrency),
+    ]
+    with tempfile.TemporaryDirectory(prefix="opensop-worker-") as folder:
+        log_path = Path(folder) / "worker.log"
+        with log_path.open("wb") as log:
+            process = _spawn(command, clean_env(**(env or {})), log)
+        worker = Worker(process, log_path)
+        try:
+            deadline = time.monotonic() + STARTUP_TIMEOUT_SECONDS
+            while "running" not in worker.log():
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"opensop worker did not start; its output:\n{worker.log()}")
+                time.sleep(0.05)
+            yield worker
+        finally:
+            stop(process)
 
 
 @atexit.register
