@@ -273,7 +273,7 @@ class Service:
                 now=now,
             )
             if isinstance(definition.trigger, models.ScheduleTrigger | models.IntervalTrigger):
-                tick = schedule_tick(workspace_id, record.id, definition, now)
+                tick = schedule_tick(workspace_id, record.id, definition, now, now)
                 job_store.enqueue(conn, job_store.job_rows(workspace_id, None, [tick], now))
             return Registration(record, definition, created=True)
 

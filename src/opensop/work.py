@@ -421,7 +421,7 @@ class Work:
                     # Nothing to start: the schedule's inputs do not fit the process. The
                     # reason stays on the job; the next tick is queued so a fix applies.
                     job_store.note_error(conn, job, problem)
-            tick = schedule_tick(job.workspace_id, process_id, definition, max(now, job.due_at))
+            tick = schedule_tick(job.workspace_id, process_id, definition, job.due_at, now)
             job_store.enqueue(conn, job_store.job_rows(job.workspace_id, None, [tick], now))
             return True
 
@@ -462,15 +462,24 @@ class Work:
 
 
 def schedule_tick(
-    workspace_id: str, process_id: int, definition: models.ProcessDefinition, after: datetime
+    workspace_id: str,
+    process_id: int,
+    definition: models.ProcessDefinition,
+    previous: datetime,
+    now: datetime | None = None,
 ) -> JobRequest:
-    """The next tick of a schedule or interval trigger after ``after``, enqueued once."""
+    """The first tick of a schedule or interval trigger after ``now`` (by default
+    ``previous``), enqueued once.
+
+    Ticks missed meanwhile are not queued one by one: the next is after ``now``.
+    """
+    now = now or previous
     trigger = definition.trigger
     if isinstance(trigger, models.ScheduleTrigger):
-        due = next_fire_time(parse_cron(trigger.cron), after, trigger.timezone)
+        due = next_fire_time(parse_cron(trigger.cron), max(previous, now), trigger.timezone)
     else:
         assert isinstance(trigger, models.IntervalTrigger)
-        due = after + timedelta(seconds=parse_duration(trigger.interval))
+        due = max(previous, now) + timedelta(seconds=parse_duration(trigger.interval))
     key = f"tick:{workspace_id}:{definition.name}:{process_id}:{due.isoformat()}"
     return JobRequest(
         JobKind.SCHEDULE_TICK,

@@ -183,12 +183,6 @@ def test_an_interval_shorter_than_five_seconds_is_refused(sqlite_client: httpx.C
     assert [item["path"] for item in body["details"]] == ["process.trigger.interval"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG store/instances.py: the trigger payload is not stored with the instance "
-    "(no column), so `${trigger.payload.*}` resolves only in the start transition; a step "
-    "after the first wait fails with unresolved_reference",
-)
 def test_the_trigger_payload_is_readable_after_the_first_wait(
     sqlite_client: httpx.Client,
 ) -> None:

@@ -371,13 +371,6 @@ def test_a_step_that_failed_without_failing_the_instance_cannot_be_retried(
     assert_error(response, 422, "invalid_transition")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG runtime/scripts.py _run: under uvloop (the loop `opensop serve` runs on) "
-    "stdin.write() to a script that already exited raises RuntimeError (the pipe transport "
-    "is closed) instead of being a broken pipe; the runner then counts the job as its own "
-    "failure and runs the same attempt again 5 s later (the script runs twice)",
-)
 def test_a_script_that_exits_without_reading_stdin_is_an_outcome_under_uvloop(
     tmp_path: Path,
 ) -> None:

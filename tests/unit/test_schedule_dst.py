@@ -114,12 +114,6 @@ def test_asking_from_anywhere_in_the_change_day_never_fires_twice(
         moment += timedelta(minutes=1)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG definition/cron.py next_fire_time: asked after a spring-forward gap but "
-    "before the shifted fire (03:10 local, 02:30 shifted to 03:30) it skips that day's "
-    "fire: it only tries hours >= the current local hour (3), and the fire's hour is 2",
-)
 @pytest.mark.parametrize("zone", sorted(SHIFTED_WINDOWS))
 def test_a_schedule_asked_after_the_gap_still_fires_the_shifted_time_that_day(
     zone: str,

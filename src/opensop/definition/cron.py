@@ -124,7 +124,10 @@ def next_fire_time(spec: CronSpec, after: datetime, timezone: str) -> datetime:
     """
     zone = ZoneInfo(timezone)
     local = after.astimezone(zone).replace(second=0, microsecond=0, tzinfo=None)
-    candidate = local + timedelta(minutes=1)
+    # Start at the beginning of the local day: a time shifted past a spring-forward gap
+    # (02:30 → 03:30) must still be found when asked at 03:10. Fires not after `after`
+    # are skipped below, in UTC.
+    candidate = local.replace(hour=0, minute=0)
     # Four years of days bounds the search (Feb 29 on a Monday is the rarest match).
     for _ in range(366 * 4 + 1):
         if candidate.month not in spec.months:

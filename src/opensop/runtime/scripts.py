@@ -227,8 +227,13 @@ async def _run(
         if stdin is not None:
             # The pipe transport buffers what the script has not read yet, so this never
             # blocks; a script that exits without reading only breaks the pipe.
-            stdin.write(context.encode())
-            stdin.close()
+            try:
+                stdin.write(context.encode())
+                stdin.close()
+            except (RuntimeError, OSError):
+                # The script exited before reading its input (uvloop raises RuntimeError
+                # on a closed pipe): a broken pipe, not a failure of the engine.
+                pass
         if not await _settled(collector.exited, request.timeout_seconds):
             timed_out = True
             _signal_group(group, signal.SIGTERM)

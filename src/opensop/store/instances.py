@@ -86,6 +86,7 @@ def new_instance_rows(
         "request_hash": request_hash,
         "parent_instance_id": None,
         "parent_step_id": None,
+        "trigger_payload": run.trigger_payload,
     }
     return NewInstanceRows(
         instance,
@@ -189,6 +190,7 @@ def load_instance(
         metadata=m["metadata"],
         error=m["error"],
         completed_at=m["completed_at"],
+        trigger_payload=m["trigger_payload"],
     )
     return StoredInstance(run, m["process_id"], m["revision"], m["request_hash"], leases)
 

@@ -92,6 +92,8 @@ instances = sa.Table(
     sa.Column("inputs", JSONType, nullable=False),
     sa.Column("outputs", JSONType, nullable=True),
     sa.Column("metadata", JSONType, nullable=True),
+    # What started the instance (a schedule tick's time, ...): `${trigger.payload.*}`.
+    sa.Column("trigger_payload", JSONType, nullable=True),
     sa.Column("error", JSONType, nullable=True),
     sa.Column("started_at", UTCDateTime(), nullable=False),
     sa.Column("completed_at", UTCDateTime(), nullable=True),
