@@ -419,6 +419,17 @@ json_values = st.recursive(
     ),
     max_leaves=20,
 )
+finite_json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=30),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
+    max_leaves=20,
+)
 names = st.from_regex(r"[a-c_][a-c0-9_]{0,2}", fullmatch=True)
 type_names = st.sampled_from(
     [t.value for t in FieldType] + ["enum[a, b]", "enum[]", "date-time", "nonsense", " Number "]
@@ -440,7 +451,8 @@ fields_strategy = st.builds(
     max_length=st.none() | st.integers(0, 5),
     minimum=bounds,
     maximum=bounds,
-    default=st.none() | json_values,
+    # Declared defaults are finite: the definition refuses .inf and .nan.
+    default=st.none() | finite_json_values,
 )
 
 
