@@ -101,6 +101,9 @@ class GroupCommitWriter:
                     return
 
     def _run_batch(self, conn: Connection, batch: list[_Unit]) -> None:
+        if len(batch) == 1:
+            self._run_alone(conn, batch[0])
+            return
         outcomes: list[tuple[bool, Any]] = []
         try:
             with conn.begin():
@@ -129,3 +132,14 @@ class GroupCommitWriter:
                 unit.future.set_result(value)
             else:
                 unit.future.set_exception(value)
+
+    def _run_alone(self, conn: Connection, unit: _Unit) -> None:
+        """A unit alone in its transaction needs no savepoint: the transaction is its
+        rollback scope."""
+        try:
+            with conn.begin():
+                result = unit.work(conn)
+        except BaseException as error:  # handed to the unit's caller
+            unit.future.set_exception(error)
+            return
+        unit.future.set_result(result)
