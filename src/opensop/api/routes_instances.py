@@ -6,9 +6,9 @@ caller without a valid token gets 401 whatever else is wrong with the request.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Header, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from opensop.api import serialize
@@ -57,17 +57,33 @@ async def list_instances(
 
 
 @router.get("/sop/steps/pending", summary="Automated steps waiting for an external worker")
-async def pending_steps(request: Request) -> list[dict[str, Any]]:
+async def pending_steps(request: Request) -> JSONResponse:
     work = await as_caller(request, context_of(request).service.pending_steps)
-    return [serialize.pending_json(item) for item in work]
+    return JSONResponse([serialize.pending_json(item) for item in work])
 
 
-@router.post("/sop/{name}/start", status_code=201, summary="Start an instance")
-async def start(
-    request: Request,
-    name: str,
-    idempotency_key: Annotated[str | None, Header()] = None,
-) -> JSONResponse:
+_IDEMPOTENCY_HEADER = {
+    "parameters": [
+        {
+            "name": "Idempotency-Key",
+            "in": "header",
+            "required": False,
+            "schema": {"type": "string", "maxLength": 255},
+            "description": "A repeat with the same key and body returns the first instance.",
+        }
+    ]
+}
+
+
+@router.post(
+    "/sop/{name}/start",
+    status_code=201,
+    summary="Start an instance",
+    openapi_extra=_IDEMPOTENCY_HEADER,
+)
+async def start(request: Request, name: str) -> JSONResponse:
+    # Read by hand, not as a FastAPI Header parameter: this is the busiest route.
+    idempotency_key = request.headers.get("idempotency-key")
     raw = await read_body(request)
     service = context_of(request).service
 
@@ -88,25 +104,25 @@ async def start(
 
 
 @router.get("/sop/{name}/{instance_id}", summary="An instance with its steps")
-async def get_instance(request: Request, name: str, instance_id: str) -> dict[str, Any]:
+async def get_instance(request: Request, name: str, instance_id: str) -> JSONResponse:
     service = context_of(request).service
 
     def act(principal: Principal) -> Any:
         check_id(instance_id)
         return service.get_instance(principal, name, instance_id)
 
-    return serialize.instance_json(await as_caller(request, act, Scope.VIEW))
+    return JSONResponse(serialize.instance_json(await as_caller(request, act, Scope.VIEW)))
 
 
 @router.get("/sop/{name}/{instance_id}/steps", summary="An instance's steps in order")
-async def get_steps(request: Request, name: str, instance_id: str) -> list[dict[str, Any]]:
+async def get_steps(request: Request, name: str, instance_id: str) -> JSONResponse:
     service = context_of(request).service
 
     def act(principal: Principal) -> Any:
         check_id(instance_id)
         return service.get_instance(principal, name, instance_id)
 
-    return serialize.steps_json(await as_caller(request, act, Scope.VIEW))
+    return JSONResponse(serialize.steps_json(await as_caller(request, act, Scope.VIEW)))
 
 
 @router.get("/sop/{name}/{instance_id}/events", summary="An instance's audit log")
@@ -122,7 +138,7 @@ async def get_events(request: Request, name: str, instance_id: str) -> list[dict
 
 
 @router.post("/sop/{name}/{instance_id}/steps/{step_id}/submit", summary="Complete a step")
-async def submit(request: Request, name: str, instance_id: str, step_id: str) -> dict[str, Any]:
+async def submit(request: Request, name: str, instance_id: str, step_id: str) -> JSONResponse:
     raw = await read_body(request)
     service = context_of(request).service
 
@@ -135,14 +151,16 @@ async def submit(request: Request, name: str, instance_id: str, step_id: str) ->
 
     submitted = await as_caller(request, act, Scope.ADVANCE)
     step = submitted.view.definition.step(step_id)
-    return {
-        **serialize.step_json(submitted.step, step),
-        "instance": serialize.instance_brief(submitted.view.run),
-    }
+    return JSONResponse(
+        {
+            **serialize.step_json(submitted.step, step),
+            "instance": serialize.instance_brief(submitted.view.run),
+        }
+    )
 
 
 @router.post("/sop/{name}/{instance_id}/cancel", summary="Cancel an instance")
-async def cancel(request: Request, name: str, instance_id: str) -> dict[str, Any]:
+async def cancel(request: Request, name: str, instance_id: str) -> JSONResponse:
     raw = await read_body(request)
     service = context_of(request).service
 
@@ -164,7 +182,7 @@ async def cancel(request: Request, name: str, instance_id: str) -> dict[str, Any
             )
         return service.cancel(principal, name, instance_id, reason)
 
-    return serialize.instance_json(await as_caller(request, act, Scope.CANCEL))
+    return JSONResponse(serialize.instance_json(await as_caller(request, act, Scope.CANCEL)))
 
 
 def check_id(instance_id: str) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
 
 from opensop.api import serialize
 from opensop.api.context import as_caller, context_of, json_object, read_body
@@ -16,25 +17,27 @@ router = APIRouter(tags=["workers"])
 
 
 @router.post("/sop/steps/claim", summary="Lease waiting automated steps (empty when none)")
-async def claim(request: Request) -> list[dict[str, Any]]:
+async def claim(request: Request) -> JSONResponse:
     raw = await read_body(request)
     work = context_of(request).service.work
     claimed = await as_caller(
         request, lambda principal: work.claim_steps(principal, json_object(raw)), Scope.ADVANCE
     )
-    return [
-        {
-            "step_id": step.step_id,
-            "instance_id": step.instance_id,
-            "process": step.process_name,
-            "version": step.process_version,
-            "inputs": step.inputs,
-            "attempt": step.attempt,
-            "lease_token": step.lease_token,
-            "lease_expires_at": serialize.timestamp(step.lease_expires_at),
-        }
-        for step in claimed
-    ]
+    return JSONResponse(
+        [
+            {
+                "step_id": step.step_id,
+                "instance_id": step.instance_id,
+                "process": step.process_name,
+                "version": step.process_version,
+                "inputs": step.inputs,
+                "attempt": step.attempt,
+                "lease_token": step.lease_token,
+                "lease_expires_at": serialize.timestamp(step.lease_expires_at),
+            }
+            for step in claimed
+        ]
+    )
 
 
 @router.post("/sop/steps/heartbeat", summary="Keep a step lease alive")
@@ -48,7 +51,7 @@ async def heartbeat(request: Request) -> dict[str, Any]:
 
 
 @router.post("/sop/{name}/{instance_id}/steps/{step_id}/fail", summary="Report a failed attempt")
-async def fail(request: Request, name: str, instance_id: str, step_id: str) -> dict[str, Any]:
+async def fail(request: Request, name: str, instance_id: str, step_id: str) -> JSONResponse:
     raw = await read_body(request)
     work = context_of(request).service.work
 
@@ -58,10 +61,12 @@ async def fail(request: Request, name: str, instance_id: str, step_id: str) -> d
 
     failed = await as_caller(request, act, Scope.ADVANCE)
     step = failed.view.definition.step(step_id)
-    return {
-        **serialize.step_json(failed.step, step),
-        "instance": serialize.instance_brief(failed.view.run),
-    }
+    return JSONResponse(
+        {
+            **serialize.step_json(failed.step, step),
+            "instance": serialize.instance_brief(failed.view.run),
+        }
+    )
 
 
 @router.post("/sop/{name}/{instance_id}/steps/{step_id}/retry", summary="Re-run a failed step")
