@@ -409,6 +409,7 @@ def test_a_script_that_exits_without_reading_stdin_is_an_outcome_under_uvloop(
 SLOW_THEN_PRINTS = """\
 import json, pathlib, sys, time
 json.load(sys.stdin)
+(pathlib.Path(__file__).parent / "started").touch()
 time.sleep(1)
 print(json.dumps({"late": True}))
 (pathlib.Path(__file__).parent / "finished").touch()
@@ -425,6 +426,8 @@ def test_the_result_of_a_script_whose_instance_was_cancelled_is_ignored(
         422,
         "invalid_transition",
     )
+    # Cancel while the script runs (a job not yet claimed would never start at all).
+    poll(lambda: (folder / "started").exists(), bool, what="the script to start", timeout=10)
 
     cancelled = script_client.post(f"/sop/{name}/{instance_id}/cancel", json={"reason": "no"})
     assert cancelled.status_code == 200, cancelled.text
