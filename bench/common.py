@@ -609,11 +609,17 @@ def py_spy_executable() -> str:
 
 @contextmanager
 def py_spy_recording(
-    pid: int, out: Path, *, rate: int = 200, gil: bool = True, max_seconds: float = 3600
+    pid: int,
+    out: Path,
+    *,
+    rate: int = 200,
+    flags: Sequence[str] = ("--gil",),
+    max_seconds: float = 3600,
 ) -> Iterator[None]:
-    """Sample ``pid`` with py-spy (collapsed stacks into ``out``) while the block runs.
+    """Sample ``pid`` with py-spy (raw stacks into ``out``) while the block runs.
 
-    ``gil``: only GIL-holding samples (the Python CPU work); else every active thread.
+    ``flags``: which samples: ``--gil`` only GIL-holding ones (the Python CPU work),
+    ``--threads`` / ``--idle`` every thread, idle ones too.
     py-spy stops at the end of the block (SIGINT makes it write its file), or after
     ``max_seconds`` whatever happens.
     """
@@ -629,8 +635,8 @@ def py_spy_recording(
         f"{max_seconds:.0f}",
         "--format",
         "raw",
-        "--nonblocking",
-        "--gil" if gil else "--threads",
+        "--nonblocking",  # sample without pausing the server (pausing costs throughput)
+        *flags,
         "-o",
         str(out),
     ]
@@ -644,10 +650,12 @@ def py_spy_recording(
         if spy.poll() is None:
             spy.send_signal(signal.SIGINT)
         try:
-            spy.communicate(timeout=30)
+            _, errors = spy.communicate(timeout=30)
         except subprocess.TimeoutExpired:
             spy.kill()
-            spy.communicate(timeout=10)
+            _, errors = spy.communicate(timeout=10)
+    if not out.exists():
+        raise SystemExit(f"py-spy wrote no profile: {errors.decode()[-1000:]}")
 
 
 def banner(title: str) -> str:

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -43,6 +42,7 @@ from common import (
     cpu_seconds,
     machine_line,
     new_token,
+    py_spy_recording,
     run_load,
     terminate_as_exit,
 )
@@ -127,16 +127,6 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def py_spy() -> str:
-    beside = Path(sys.executable).with_name("py-spy")
-    found = str(beside) if beside.exists() else shutil.which("py-spy")
-    if found is None:
-        raise SystemExit(
-            "py-spy is not installed: .venv/bin/pip install py-spy (not a project dep)"
-        )
-    return found
-
-
 def read_stacks(path: Path) -> Iterable[tuple[list[str], int]]:
     for line in path.read_text().splitlines():
         stack, _, count = line.rpartition(" ")
@@ -194,7 +184,6 @@ def report(path: Path, requests: int, top: int) -> None:
 
 def main() -> int:
     args = parse_args()
-    spy = py_spy()
     args.out_dir.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     out = args.out_dir / f"start-{args.view}-{stamp}.txt"
@@ -215,42 +204,16 @@ def main() -> int:
         ):
             url, headers = server.url(START_PATH), auth_headers(token)
             run_load(url, body=START_BODY, headers=headers, clients=args.clients, seconds=2)
-            # --nonblocking: sample without pausing the server (pausing costs throughput).
-            argv = [
-                spy,
-                "record",
-                "--pid",
-                str(server.pid),
-                "--rate",
-                str(args.rate),
-                "--duration",
-                f"{args.seconds:g}",
-                "--format",
-                "raw",
-                "--nonblocking",
-                flag,
-                "-o",
-                str(out),
-            ]
-            with subprocess.Popen(
-                argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-            ) as spy_process:
-                try:
-                    cpu_before = cpu_seconds(server.pid)
-                    load = run_load(
-                        url,
-                        body=START_BODY,
-                        headers=headers,
-                        clients=args.clients,
-                        seconds=args.seconds,
-                    )
-                    cpu = cpu_seconds(server.pid) - cpu_before
-                    _, errors = spy_process.communicate(timeout=args.seconds + 30)
-                finally:
-                    if spy_process.poll() is None:
-                        spy_process.kill()
-            if spy_process.returncode != 0:
-                raise SystemExit(f"py-spy failed: {errors.decode()[-1000:]}")
+            with py_spy_recording(server.pid, out, rate=args.rate, flags=[flag]):
+                cpu_before = cpu_seconds(server.pid)
+                load = run_load(
+                    url,
+                    body=START_BODY,
+                    headers=headers,
+                    clients=args.clients,
+                    seconds=args.seconds,
+                )
+                cpu = cpu_seconds(server.pid) - cpu_before
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     print("\n".join(load.lines()))

@@ -43,11 +43,13 @@ from common import (
     banner,
     machine_line,
     new_token,
+    py_spy_executable,
+    py_spy_recording,
     source_line,
     terminate_as_exit,
     thread_cpu_times,
 )
-from profile_start import MECHANISMS, WHOLE_STACK, py_spy, read_stacks
+from profile_start import MECHANISMS, WHOLE_STACK, read_stacks
 from w1_peer import PROCESS_DIR, measure_run
 
 # Owner: the first rule whose text is in any frame (rule order decides).
@@ -225,7 +227,7 @@ def thread_report(
 
 def main() -> int:
     args = parse_args()
-    spy = py_spy()
+    spy = py_spy_executable()
     args.out_dir.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     out = args.out_dir / f"w1-{args.view}-{stamp}.txt"
@@ -247,39 +249,12 @@ def main() -> int:
             ) as server,
         ):
             measure_run("warm-up", server, token, "raw", 1, args.warmup, 120)
-            # --nonblocking: sample without pausing the server (pausing costs throughput).
-            argv = [
-                spy,
-                "record",
-                "--pid",
-                str(server.pid),
-                "--rate",
-                str(args.rate),
-                "--duration",
-                f"{args.seconds:g}",
-                "--format",
-                "raw",
-                "--nonblocking",
-                *flags,
-                "-o",
-                str(out),
-            ]
-            with subprocess.Popen(
-                argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-            ) as spy_process:
-                try:
-                    threads_before = thread_cpu_times(server.pid)
-                    # Bounded by time, not count: the load stops when py-spy does.
-                    run = measure_run(
-                        "sampled", server, token, "raw", args.clients, 10**7, args.seconds
-                    )
-                    threads_after = thread_cpu_times(server.pid)
-                    _, errors = spy_process.communicate(timeout=args.seconds + 30)
-                finally:
-                    if spy_process.poll() is None:
-                        spy_process.kill()
-            if spy_process.returncode != 0:
-                raise SystemExit(f"py-spy failed: {errors.decode()[-1000:]}")
+            with py_spy_recording(server.pid, out, rate=args.rate, flags=flags):
+                threads_before = thread_cpu_times(server.pid)
+                run = measure_run(
+                    "sampled", server, token, "raw", args.clients, 10**7, args.seconds
+                )
+                threads_after = thread_cpu_times(server.pid)
             names = thread_names(spy, server.pid)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
