@@ -21,7 +21,7 @@ from typing import Any
 import sqlalchemy as sa
 from ulid import ULID
 
-from opensop import auth, reports
+from opensop import auth, capabilities, reports
 from opensop.auth import Principal, Scope
 from opensop.clock import Clock
 from opensop.definition import models
@@ -30,7 +30,7 @@ from opensop.definition.fields import Field, FieldType
 from opensop.definition.loader import Profile, load_definition
 from opensop.definition.problems import DefinitionError
 from opensop.definition.values import apply_defaults, validate_values
-from opensop.engine import capabilities, machine
+from opensop.engine import machine
 from opensop.engine.records import InstanceRun, StepRun
 from opensop.engine.states import InstanceState
 from opensop.errors import (

@@ -1,5 +1,7 @@
 """Which step types and triggers this server executes today.
 
+Part of registration, not of the pure engine: checking a `run:` script looks at files.
+
 A definition using anything else is refused at registration with a clear message,
 never accepted and faked.
 """
