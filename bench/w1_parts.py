@@ -132,10 +132,6 @@ def in_process(folder: Path, synchronous: str, calls: int) -> list[Timing]:
         if row is None:
             raise RuntimeError("the bootstrap token is not in the store")
 
-    def lease_check(_: int) -> None:
-        with service.db.read() as conn:
-            service.work.check_lease(conn, view.run.id, FORM_STEP, None, service.clock.now())
-
     def response(_: int) -> None:
         json.dumps(serialize.instance_json(view), ensure_ascii=False).encode()
 
@@ -177,7 +173,6 @@ def in_process(folder: Path, synchronous: str, calls: int) -> list[Timing]:
                 calls,
                 raw_token_read,
             ),
-            timed("submit's check_lease SELECT, in a read transaction", calls, lease_check),
             timed(
                 "group-commit writer round trip, empty unit",
                 calls,

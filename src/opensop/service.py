@@ -291,7 +291,7 @@ class Service:
         if registration.created:
             self._remember(registration.process.id, definition)
             self._latest_ids.pop((workspace_id, definition.name), None)
-            self.work.jobs_queued()
+            self.db.after_commit(self.work.jobs_queued)
         return registration
 
     def list_processes(self, principal: Principal) -> list[ProcessListing]:
@@ -399,7 +399,7 @@ class Service:
         if replay is not None:
             return replay
         if transition.jobs:
-            self.work.jobs_queued()
+            self.db.after_commit(self.work.jobs_queued)
         return Started(InstanceView(transition.instance, definition), created=True)
 
     def _replay(
@@ -461,7 +461,7 @@ class Service:
 
         submitted = self.db.run_write(complete)
         if submitted.queued_jobs:
-            self.work.jobs_queued()
+            self.db.after_commit(self.work.jobs_queued)
         return submitted
 
     def cancel(

@@ -201,7 +201,7 @@ class Work:
             return Submitted(transition.instance.steps[step_id], view)
 
         submitted = self.db.run_write(fail)
-        self.jobs_queued()
+        self.service.db.after_commit(self.jobs_queued)
         return submitted
 
     def retry_step(
@@ -224,7 +224,7 @@ class Work:
             return InstanceView(transition.instance, definition)
 
         view = self.db.run_write(retry)
-        self.jobs_queued()
+        self.service.db.after_commit(self.jobs_queued)
         return view
 
     # -- job runners -------------------------------------------------------------------
@@ -395,7 +395,7 @@ class Work:
             return bool(transition.jobs)
 
         if self.db.run_write(apply):
-            self.jobs_queued()
+            self.service.db.after_commit(self.jobs_queued)
 
     # -- schedules ---------------------------------------------------------------------
 
@@ -426,7 +426,7 @@ class Work:
             return True
 
         if self.db.run_write(fire):
-            self.jobs_queued()
+            self.service.db.after_commit(self.jobs_queued)
 
     def _start_scheduled(
         self,

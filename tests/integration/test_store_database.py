@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -95,3 +97,95 @@ def test_dispose_closes_the_pool_and_the_database_stays_usable(database: Databas
     database.dispose()
     with database.read() as conn:
         assert conn.scalar(sa.select(sa.func.count()).select_from(workspaces)) == 0
+
+
+def _workspace_ids(database: Database) -> list[str]:
+    with database.read() as conn:
+        return list(conn.scalars(sa.select(workspaces.c.id).order_by(workspaces.c.id)))
+
+
+def _add_workspace(workspace_id: str) -> Callable[[sa.Connection], None]:
+    def add(conn: sa.Connection) -> None:
+        conn.execute(workspaces.insert().values(id=workspace_id, name="W", created_at=NOW))
+
+    return add
+
+
+def test_a_writing_action_reads_its_own_writes_and_a_failed_nested_write_is_undone_alone(
+    database: Database,
+) -> None:
+    def action() -> list[str]:
+        database.run_write(_add_workspace("a"))
+        with pytest.raises(sa.exc.IntegrityError):
+            database.run_write(lambda conn: (_add_workspace("b")(conn), _add_workspace("a")(conn)))
+        with database.write() as conn:
+            _add_workspace("c")(conn)
+        with database.read() as conn:
+            return list(conn.scalars(sa.select(workspaces.c.id).order_by(workspaces.c.id)))
+
+    assert asyncio.run(database.call_writing(action)) == ["a", "c"]
+    assert _workspace_ids(database) == ["a", "c"]
+
+
+def test_a_failed_writing_action_leaves_nothing_and_its_error_reaches_the_caller(
+    database: Database,
+) -> None:
+    def action() -> None:
+        database.run_write(_add_workspace("a"))
+        raise LookupError("the action changed its mind")
+
+    with pytest.raises(LookupError, match="changed its mind"):
+        asyncio.run(database.call_writing(action))
+    # On SQLite the whole action is one transaction; on PostgreSQL each run_write is its
+    # own, so what the action committed before failing stays.
+    expected = [] if database.dialect == "sqlite" else ["a"]
+    assert _workspace_ids(database) == expected
+
+
+def test_after_commit_callbacks_see_the_commit_and_are_dropped_when_the_action_fails(
+    database: Database,
+) -> None:
+    seen: list[list[str]] = []
+
+    def action(workspace_id: str, fail: bool) -> None:
+        database.run_write(_add_workspace(workspace_id))
+        database.after_commit(lambda: seen.append(_workspace_ids(database)))
+        if fail:
+            raise LookupError("no")
+
+    asyncio.run(database.call_writing(lambda: action("a", False)))
+    assert seen == [["a"]]
+    with pytest.raises(LookupError):
+        asyncio.run(database.call_writing(lambda: action("b", True)))
+    if database.dialect == "sqlite":
+        assert seen == [["a"]]  # dropped: nothing it announces was committed
+
+    # Outside an action the callback runs at once.
+    database.after_commit(lambda: seen.append(["now"]))
+    assert seen[-1] == ["now"]
+
+
+def test_concurrent_writing_actions_share_batches_and_each_gets_its_own_outcome(
+    database: Database,
+) -> None:
+    async def many() -> list[object]:
+        def action(number: int) -> int:
+            database.run_write(_add_workspace(f"w{number:03}"))
+            if number % 5 == 0:
+                raise ValueError(number)
+            return number
+
+        calls = [database.call_writing(lambda n=n: action(n)) for n in range(40)]
+        return await asyncio.gather(*calls, return_exceptions=True)
+
+    outcomes = asyncio.run(many())
+    for number, outcome in enumerate(outcomes):
+        if number % 5 == 0:
+            assert isinstance(outcome, ValueError)
+        else:
+            assert outcome == number
+    kept = [f"w{n:03}" for n in range(40) if n % 5]
+    if database.dialect == "sqlite":
+        assert _workspace_ids(database) == kept
+    else:
+        assert _workspace_ids(database) == [f"w{n:03}" for n in range(40)]

@@ -42,13 +42,19 @@ def token_of(request: Request) -> str | None:
 
 
 async def as_caller(
-    request: Request, action: Callable[[Principal], T], scope: Scope | None = None
+    request: Request,
+    action: Callable[[Principal], T],
+    scope: Scope | None = None,
+    *,
+    writes: bool = False,
 ) -> T:
-    """Authenticate, check the scope, then act, in one worker-thread hop.
+    """Authenticate, check the scope, then act, in one hop off the event loop.
 
     Authentication and the scope come first, so a caller without the right token learns
     nothing from body, path or query checks: those belong inside ``action``. (The
-    service checks scopes again; it is the authority.)
+    service checks scopes again; it is the authority.) An action that ``writes`` runs
+    where writes are cheapest (``Database.call_writing``: on SQLite, token check and all,
+    as one unit of the group-commit writer); the others run in a worker thread.
     """
     service = context_of(request).service
     token = token_of(request)
@@ -59,6 +65,8 @@ async def as_caller(
             require(principal, scope)
         return action(principal)
 
+    if writes:
+        return await service.db.call_writing(run)
     return await run_in_threadpool(run)
 
 

@@ -97,7 +97,7 @@ async def start(request: Request, name: str) -> JSONResponse:
         _refuse_unknown(payload, {"inputs", "metadata"})
         return service.start(principal, name, payload, idempotency_key=idempotency_key)
 
-    started = await as_caller(request, act, Scope.START)
+    started = await as_caller(request, act, Scope.START, writes=True)
     return JSONResponse(
         serialize.instance_json(started.view), status_code=201 if started.created else 200
     )
@@ -149,7 +149,7 @@ async def submit(request: Request, name: str, instance_id: str, step_id: str) ->
         _refuse_unknown(payload, {"outputs", "decided_by", "confidence", "lease_token"})
         return service.submit(principal, name, instance_id, step_id, payload)
 
-    submitted = await as_caller(request, act, Scope.ADVANCE)
+    submitted = await as_caller(request, act, Scope.ADVANCE, writes=True)
     step = submitted.view.definition.step(step_id)
     return JSONResponse(
         {
@@ -182,7 +182,9 @@ async def cancel(request: Request, name: str, instance_id: str) -> JSONResponse:
             )
         return service.cancel(principal, name, instance_id, reason)
 
-    return JSONResponse(serialize.instance_json(await as_caller(request, act, Scope.CANCEL)))
+    return JSONResponse(
+        serialize.instance_json(await as_caller(request, act, Scope.CANCEL, writes=True))
+    )
 
 
 def check_id(instance_id: str) -> None:

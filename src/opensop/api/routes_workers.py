@@ -21,7 +21,10 @@ async def claim(request: Request) -> JSONResponse:
     raw = await read_body(request)
     work = context_of(request).service.work
     claimed = await as_caller(
-        request, lambda principal: work.claim_steps(principal, json_object(raw)), Scope.ADVANCE
+        request,
+        lambda principal: work.claim_steps(principal, json_object(raw)),
+        Scope.ADVANCE,
+        writes=True,
     )
     return JSONResponse(
         [
@@ -45,7 +48,10 @@ async def heartbeat(request: Request) -> dict[str, Any]:
     raw = await read_body(request)
     work = context_of(request).service.work
     until = await as_caller(
-        request, lambda principal: work.heartbeat(principal, json_object(raw)), Scope.ADVANCE
+        request,
+        lambda principal: work.heartbeat(principal, json_object(raw)),
+        Scope.ADVANCE,
+        writes=True,
     )
     return {"lease_expires_at": serialize.timestamp(until)}
 
@@ -59,7 +65,7 @@ async def fail(request: Request, name: str, instance_id: str, step_id: str) -> J
         check_id(instance_id)
         return work.fail_step(principal, name, instance_id, step_id, json_object(raw))
 
-    failed = await as_caller(request, act, Scope.ADVANCE)
+    failed = await as_caller(request, act, Scope.ADVANCE, writes=True)
     step = failed.view.definition.step(step_id)
     return JSONResponse(
         {
@@ -77,4 +83,4 @@ async def retry(request: Request, name: str, instance_id: str, step_id: str) -> 
         check_id(instance_id)
         return work.retry_step(principal, name, instance_id, step_id)
 
-    return serialize.instance_json(await as_caller(request, act, Scope.ADVANCE))
+    return serialize.instance_json(await as_caller(request, act, Scope.ADVANCE, writes=True))

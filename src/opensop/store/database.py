@@ -14,6 +14,7 @@ against ``opensop.store.tables``.
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -87,9 +88,33 @@ class Database:
         ``work`` rolls back exactly what ``work`` did, and reaches the caller.
         """
         if self._writer is not None:
+            inside = self._writer.current()
+            if inside is not None:
+                return _in_savepoint(inside, work)
             return self._writer.run(work)
         with self.write() as conn:
             return work(conn)
+
+    async def call_writing(self, action: Callable[[], T]) -> T:
+        """Run ``action`` (blocking code that reads and writes through this database)
+        off the event loop, where its writes are cheapest, and await its result.
+
+        On SQLite the whole action is one unit of the group-commit writer: its reads and
+        writes share the unit's transaction (``run_write`` nests in a savepoint, ``read``
+        reads in it), and the result arrives once that transaction is committed. The
+        action must not block on anything but this database. On PostgreSQL it runs in a
+        worker thread, opening its own transactions.
+        """
+        if self._writer is not None:
+            return await self._writer.run_async(lambda conn: action())
+        return await asyncio.to_thread(action)
+
+    def after_commit(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` once what was written so far is committed: at once, unless
+        this runs inside a ``call_writing`` action, whose transaction commits later (and
+        drops the callback if the action fails)."""
+        if self._writer is None or not self._writer.after_commit(callback):
+            callback()
 
     @contextmanager
     def write(self) -> Iterator[Connection]:
@@ -99,6 +124,11 @@ class Database:
         busy timeout) instead of failing halfway through. So never nest ``write()`` on
         SQLite: the inner one would wait for the lock the outer one holds, then fail.
         """
+        inside = None if self._writer is None else self._writer.current()
+        if inside is not None:  # in a call_writing action: nest instead of deadlocking
+            with _savepoint(inside):
+                yield inside
+            return
         with self.engine.begin() as conn:
             yield conn
 
@@ -106,8 +136,13 @@ class Database:
     def read(self) -> Iterator[Connection]:
         """One read-only transaction: a consistent snapshot; writing in it is an error.
 
-        On SQLite it begins deferred, so it never waits for or blocks the writer.
+        On SQLite it begins deferred, so it never waits for or blocks the writer. Inside
+        a ``call_writing`` action it reads in the action's own transaction instead.
         """
+        inside = None if self._writer is None else self._writer.current()
+        if inside is not None:
+            yield inside
+            return
         with self._connect(self._read_options) as conn, conn.begin():
             yield conn
 
@@ -143,6 +178,27 @@ class Database:
             if options:
                 conn.execution_options(**options)
             yield conn
+
+
+@contextmanager
+def _savepoint(conn: Connection) -> Iterator[None]:
+    """A savepoint straight on the SQLite driver connection (the writer thread owns it):
+    what the block wrote is undone if it raises, and the enclosing unit goes on."""
+    driver = conn.connection.driver_connection
+    assert driver is not None
+    driver.execute("SAVEPOINT nested")
+    try:
+        yield
+    except BaseException:
+        driver.execute("ROLLBACK TO nested")
+        driver.execute("RELEASE nested")
+        raise
+    driver.execute("RELEASE nested")
+
+
+def _in_savepoint(conn: Connection, work: Callable[[Connection], T]) -> T:
+    with _savepoint(conn):
+        return work(conn)
 
 
 def alembic_config(connection: Connection) -> Config:

@@ -16,10 +16,16 @@ up inside ONE transaction, each unit in its own SAVEPOINT, then commits once:
 A unit that raises is rolled back to its savepoint alone; its caller gets the exception
 and the rest of the batch commits. A caller never sees a result before the batch holding
 it is durable. Units must not block on anything but the database: they hold up the batch.
+
+An event loop awaits a unit with ``run_async`` (no thread of its own blocks meanwhile).
+Code running inside a unit finds its connection with ``current()``: it reads and writes
+in the unit's transaction, and ``after_commit`` defers what must wait for durability
+(waking a job runner, say) until the batch commits; a unit that fails drops them.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import queue
 import threading
@@ -39,8 +45,49 @@ MAX_BATCH = 256  # units per transaction; bounds how long one batch holds the lo
 
 @dataclass
 class _Unit:
+    """A unit of work and how its caller hears the outcome: a thread's future, or an
+    event loop's (completed from the writer thread through ``call_soon_threadsafe``)."""
+
     work: Callable[[Connection], Any]
-    future: Future[Any] = field(default_factory=Future)
+    future: Future[Any] | None = None
+    loop: asyncio.AbstractEventLoop | None = None
+    awaited: asyncio.Future[Any] | None = None
+    after_commit: list[Callable[[], None]] = field(default_factory=list)
+
+    def succeeded(self, result: Any) -> None:
+        for callback in self.after_commit:
+            try:
+                callback()
+            except Exception:  # a wake-up that fails must not lose a committed result
+                log.exception("after-commit callback failed")
+        if self.future is not None:
+            self.future.set_result(result)
+        else:
+            assert self.loop is not None and self.awaited is not None
+            self.loop.call_soon_threadsafe(_settle, self.awaited, True, result)
+
+    def failed(self, error: BaseException) -> None:
+        if self.future is not None:
+            self.future.set_exception(error)
+        else:
+            assert self.loop is not None and self.awaited is not None
+            self.loop.call_soon_threadsafe(_settle, self.awaited, False, error)
+
+
+def _settle(awaited: asyncio.Future[Any], ok: bool, value: Any) -> None:
+    if awaited.cancelled():  # the caller went away; the unit's outcome stands
+        return
+    if ok:
+        awaited.set_result(value)
+    else:
+        awaited.set_exception(value)
+
+
+class _Running(threading.local):
+    """What the writer thread is running now (always empty on other threads)."""
+
+    unit: _Unit | None = None
+    conn: Connection | None = None
 
 
 _STOP = object()
@@ -54,10 +101,36 @@ class GroupCommitWriter:
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._closed = False
+        self._running = _Running()
 
     def run(self, work: Callable[[Connection], T]) -> T:
         """Run ``work`` in a write transaction; returns once it is committed."""
-        unit = _Unit(work)
+        future: Future[T] = Future()
+        self._enqueue(_Unit(work, future=future))
+        return future.result()
+
+    async def run_async(self, work: Callable[[Connection], T]) -> T:
+        """``run`` for an event loop: awaits the commit without blocking a thread."""
+        loop = asyncio.get_running_loop()
+        awaited: asyncio.Future[T] = loop.create_future()
+        self._enqueue(_Unit(work, loop=loop, awaited=awaited))
+        return await awaited
+
+    def current(self) -> Connection | None:
+        """The connection of the unit running on this thread, if this is the writer
+        thread inside a unit."""
+        return self._running.conn
+
+    def after_commit(self, callback: Callable[[], None]) -> bool:
+        """Defer ``callback`` until the running unit's batch commits; False outside a
+        unit (the caller runs it itself)."""
+        unit = self._running.unit
+        if unit is None:
+            return False
+        unit.after_commit.append(callback)
+        return True
+
+    def _enqueue(self, unit: _Unit) -> None:
         with self._lock:
             if self._closed:
                 raise RuntimeError("the database writer is closed")
@@ -67,8 +140,6 @@ class GroupCommitWriter:
                 )
                 self._thread.start()
             self._queue.put(unit)
-        result: T = unit.future.result()
-        return result
 
     def close(self) -> None:
         with self._lock:
@@ -114,10 +185,11 @@ class GroupCommitWriter:
                 for unit in batch:
                     driver.execute("SAVEPOINT unit")
                     try:
-                        result = unit.work(conn)
+                        result = self._work(conn, unit)
                     except BaseException as error:  # handed to the unit's caller
                         driver.execute("ROLLBACK TO unit")
                         driver.execute("RELEASE unit")
+                        unit.after_commit.clear()
                         outcomes.append((False, error))
                     else:
                         driver.execute("RELEASE unit")
@@ -125,21 +197,30 @@ class GroupCommitWriter:
         except BaseException as error:  # the COMMIT itself failed: nothing was written
             log.exception("group commit of %d units failed", len(batch))
             for unit in batch:
-                unit.future.set_exception(error)
+                unit.after_commit.clear()
+                unit.failed(error)
             return
         for unit, (ok, value) in zip(batch, outcomes, strict=True):
             if ok:
-                unit.future.set_result(value)
+                unit.succeeded(value)
             else:
-                unit.future.set_exception(value)
+                unit.failed(value)
+
+    def _work(self, conn: Connection, unit: _Unit) -> Any:
+        self._running.unit, self._running.conn = unit, conn
+        try:
+            return unit.work(conn)
+        finally:
+            self._running.unit = self._running.conn = None
 
     def _run_alone(self, conn: Connection, unit: _Unit) -> None:
         """A unit alone in its transaction needs no savepoint: the transaction is its
         rollback scope."""
         try:
             with conn.begin():
-                result = unit.work(conn)
+                result = self._work(conn, unit)
         except BaseException as error:  # handed to the unit's caller
-            unit.future.set_exception(error)
+            unit.after_commit.clear()
+            unit.failed(error)
             return
-        unit.future.set_result(result)
+        unit.succeeded(result)
