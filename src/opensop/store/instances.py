@@ -12,6 +12,7 @@ from opensop.engine.records import Event, InstanceRun, StepRun, Transition
 from opensop.engine.states import InstanceState, StepState, SubState
 from opensop.store import jobs as job_store
 from opensop.store.leases import Lease
+from opensop.store.prepared import Prepared
 from opensop.store.tables import events, instances, steps
 
 
@@ -53,9 +54,9 @@ class NewInstanceRows:
     jobs: list[dict[str, Any]]
 
 
-_INSERT_INSTANCE = instances.insert()
-_INSERT_STEPS = steps.insert()
-_INSERT_EVENTS = events.insert()
+_INSERT_INSTANCE = Prepared(instances.insert())
+_INSERT_STEPS = Prepared(steps.insert())
+_INSERT_EVENTS = Prepared(events.insert())
 
 
 def new_instance_rows(
@@ -97,10 +98,9 @@ def new_instance_rows(
 
 
 def insert_instance(conn: sa.Connection, rows: NewInstanceRows) -> None:
-    conn.execute(_INSERT_INSTANCE, rows.instance)
-    conn.execute(_INSERT_STEPS, rows.steps)
-    if rows.events:
-        conn.execute(_INSERT_EVENTS, rows.events)
+    _INSERT_INSTANCE.execute(conn, rows.instance)
+    _INSERT_STEPS.execute_many(conn, rows.steps)
+    _INSERT_EVENTS.execute_many(conn, rows.events)
     job_store.enqueue(conn, rows.jobs)
 
 
@@ -109,8 +109,8 @@ def save_transition(
 ) -> None:
     """Write what the transition changed; the caller holds the instance's write lock."""
     run = transition.instance
-    result = conn.execute(
-        _UPDATE_INSTANCE,
+    changed_rows = _UPDATE_INSTANCE.execute(
+        conn,
         {
             "key_id": run.id,
             "key_revision": stored.revision,
@@ -122,12 +122,12 @@ def save_transition(
             "revision": stored.revision + 1,
         },
     )
-    if result.rowcount != 1:  # pragma: no cover - the write lock makes this impossible
+    if changed_rows != 1:  # pragma: no cover - the write lock makes this impossible
         raise RuntimeError(f"instance {run.id} changed under a held lock")
     changed = sorted(transition.changed_steps, key=lambda s: run.steps[s].position)
     if changed:
-        conn.execute(
-            _UPDATE_STEP,
+        _UPDATE_STEP.execute_many(
+            conn,
             [
                 {
                     "key_instance": run.id,
@@ -142,20 +142,25 @@ def save_transition(
     job_store.enqueue(conn, job_store.job_rows(run.workspace_id, run.id, transition.jobs, now))
 
 
-_UPDATE_INSTANCE = instances.update().where(
-    instances.c.id == sa.bindparam("key_id"),
-    instances.c.revision == sa.bindparam("key_revision"),
+_UPDATE_INSTANCE = Prepared(
+    instances.update().where(
+        instances.c.id == sa.bindparam("key_id"),
+        instances.c.revision == sa.bindparam("key_revision"),
+    )
 )
 # Any change to a step ends a worker's lease on it: the work it was leased for is over.
-_UPDATE_STEP = steps.update().where(
-    steps.c.instance_id == sa.bindparam("key_instance"),
-    steps.c.step_id == sa.bindparam("key_step"),
+_UPDATE_STEP = Prepared(
+    steps.update().where(
+        steps.c.instance_id == sa.bindparam("key_instance"),
+        steps.c.step_id == sa.bindparam("key_step"),
+    )
 )
-_INSTANCE = sa.select(instances).where(
+_SELECT_INSTANCE = sa.select(instances).where(
     instances.c.id == sa.bindparam("id"), instances.c.workspace_id == sa.bindparam("workspace_id")
 )
-_INSTANCE_FOR_UPDATE = _INSTANCE.with_for_update()
-_STEPS_OF = (
+_INSTANCE = Prepared(_SELECT_INSTANCE)
+_INSTANCE_FOR_UPDATE = Prepared(_SELECT_INSTANCE.with_for_update())
+_STEPS_OF = Prepared(
     sa.select(steps)
     .where(steps.c.instance_id == sa.bindparam("instance_id"))
     .order_by(steps.c.position)
@@ -166,16 +171,15 @@ def load_instance(
     conn: sa.Connection, workspace_id: str, instance_id: str, *, for_update: bool = False
 ) -> StoredInstance | None:
     query = _INSTANCE_FOR_UPDATE if for_update else _INSTANCE
-    row = conn.execute(query, {"id": instance_id, "workspace_id": workspace_id}).first()
-    if row is None:
+    m = query.first(conn, {"id": instance_id, "workspace_id": workspace_id})
+    if m is None:
         return None
-    m = row._mapping
-    step_rows = conn.execute(_STEPS_OF, {"instance_id": instance_id}).all()
-    step_runs = {r.step_id: _step_run(r._mapping) for r in step_rows}
+    step_rows = _STEPS_OF.rows(conn, {"instance_id": instance_id})
+    step_runs = {r["step_id"]: _step_run(r) for r in step_rows}
     leases = {
-        r.step_id: Lease(r.lease_token, r.lease_expires_at)
+        r["step_id"]: Lease(r["lease_token"], r["lease_expires_at"])
         for r in step_rows
-        if r.lease_token is not None and r.lease_expires_at is not None
+        if r["lease_token"] is not None and r["lease_expires_at"] is not None
     }
     run = InstanceRun(
         id=m["id"],
@@ -261,8 +265,7 @@ def instance_events(conn: sa.Connection, instance_id: str) -> list[dict[str, Any
 def _insert_events(
     conn: sa.Connection, run: InstanceRun, new_events: list[Event], now: datetime
 ) -> None:
-    if new_events:
-        conn.execute(_INSERT_EVENTS, _event_rows(run, new_events, now))
+    _INSERT_EVENTS.execute_many(conn, _event_rows(run, new_events, now))
 
 
 def _event_rows(run: InstanceRun, new_events: list[Event], now: datetime) -> list[dict[str, Any]]:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
+from opensop.store.prepared import Prepared
 from opensop.store.tables import tokens, workspaces
 
 
@@ -63,21 +66,23 @@ def insert_token(
 
 # Built once: every request authenticates, and building a statement costs more than
 # running it.
-_LIVE_TOKEN = sa.select(tokens).where(
-    tokens.c.secret_hash == sa.bindparam("secret_hash"), tokens.c.revoked_at.is_(None)
+_LIVE_TOKEN = Prepared(
+    sa.select(tokens).where(
+        tokens.c.secret_hash == sa.bindparam("secret_hash"), tokens.c.revoked_at.is_(None)
+    )
 )
 
 
 def find_live_token(conn: sa.Connection, secret_hash: str) -> TokenRecord | None:
     """The unrevoked token with this hash (the hash is unique and indexed)."""
-    row = conn.execute(_LIVE_TOKEN, {"secret_hash": secret_hash}).first()
+    row = _LIVE_TOKEN.first(conn, {"secret_hash": secret_hash})
     return _record(row) if row is not None else None
 
 
 def find_token(conn: sa.Connection, secret_hash: str) -> TokenRecord | None:
     """The token with this hash, revoked or not."""
     row = conn.execute(sa.select(tokens).where(tokens.c.secret_hash == secret_hash)).first()
-    return _record(row) if row is not None else None
+    return _record(row._mapping) if row is not None else None
 
 
 def list_tokens(conn: sa.Connection, workspace_id: str) -> list[TokenRecord]:
@@ -86,7 +91,7 @@ def list_tokens(conn: sa.Connection, workspace_id: str) -> list[TokenRecord]:
         .where(tokens.c.workspace_id == workspace_id, tokens.c.revoked_at.is_(None))
         .order_by(tokens.c.id)
     )
-    return [_record(row) for row in rows]
+    return [_record(row._mapping) for row in rows]
 
 
 def revoke_token(conn: sa.Connection, workspace_id: str, token_id: str, now: datetime) -> bool:
@@ -106,8 +111,7 @@ def touch_token(conn: sa.Connection, token_id: str, now: datetime) -> None:
     conn.execute(tokens.update().where(tokens.c.id == token_id).values(last_used_at=now))
 
 
-def _record(row: sa.Row[tuple[object, ...]]) -> TokenRecord:
-    m = row._mapping
+def _record(m: Mapping[Any, Any]) -> TokenRecord:
     return TokenRecord(
         id=m["id"],
         workspace_id=m["workspace_id"],
