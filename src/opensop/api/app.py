@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -22,6 +21,8 @@ from opensop.api import (
     routes_workers,
 )
 from opensop.api.context import ApiContext
+from opensop.api.errors import error_response, internal_error_response
+from opensop.api.hot_routes import HotRoutes
 from opensop.config import Settings
 from opensop.errors import ErrorCode, OpenSOPError
 from opensop.runtime.runner import Runner
@@ -69,11 +70,8 @@ def create_app(service: Service, settings: Settings, *, runner_concurrency: int 
     app.include_router(routes_processes.router)
     app.include_router(routes_workers.router)
     app.include_router(routes_instances.router)
+    app.add_middleware(HotRoutes)
     return app
-
-
-def error_response(error: OpenSOPError, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse(error.to_body(), status_code=error.status, headers=headers)
 
 
 def _install_error_handlers(app: FastAPI) -> None:
@@ -113,13 +111,4 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def handle_unexpected(request: Request, error: Exception) -> JSONResponse:
-        request_id = uuid.uuid4().hex
-        log.exception(
-            "internal error (request %s) on %s %s", request_id, request.method, request.url.path
-        )
-        body = {
-            "error": ErrorCode.INTERNAL_ERROR.value,
-            "message": f"An internal error occurred (request {request_id}).",
-            "request_id": request_id,
-        }
-        return JSONResponse(body, status_code=500)
+        return internal_error_response(request, error)

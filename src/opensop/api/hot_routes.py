@@ -1,0 +1,72 @@
+"""A short way in for the busiest routes: start and submit.
+
+FastAPI's router tries each route's pattern in turn and then solves the endpoint's
+dependencies; for a start or a submit that is a sizeable share of the request's Python
+time. This middleware matches the two busiest paths itself and calls the very same
+endpoint functions (which take the request and their path parameters and build their
+own response), answering errors with the same envelopes as the app's exception
+handlers. Every other request, and any method or path these patterns do not match
+exactly, goes through FastAPI as usual; the routes stay registered there too, for
+OpenAPI.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable
+from typing import Any, Final
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from opensop.api import routes_instances
+from opensop.api.errors import error_response, internal_error_response
+from opensop.errors import OpenSOPError
+
+Endpoint = Callable[..., Awaitable[Response]]
+
+_SEGMENT: Final = r"[^/]+"  # what a Starlette path parameter matches
+
+HOT_ROUTES: Final[tuple[tuple[str, re.Pattern[str], Endpoint], ...]] = (
+    ("POST", re.compile(rf"/sop/(?P<name>{_SEGMENT})/start"), routes_instances.start),
+    (
+        "POST",
+        re.compile(
+            rf"/sop/(?P<name>{_SEGMENT})/(?P<instance_id>{_SEGMENT})"
+            rf"/steps/(?P<step_id>{_SEGMENT})/submit"
+        ),
+        routes_instances.submit,
+    ),
+)
+
+
+class HotRoutes:
+    """ASGI middleware: serves ``HOT_ROUTES`` directly, passes everything else on."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            method, path = scope["method"], scope["path"]
+            for route_method, pattern, endpoint in HOT_ROUTES:
+                if method == route_method:
+                    match = pattern.fullmatch(path)
+                    if match is not None:
+                        await _serve(endpoint, match.groupdict(), scope, receive, send)
+                        return
+        await self.app(scope, receive, send)
+
+
+async def _serve(
+    endpoint: Endpoint, params: dict[str, Any], scope: Scope, receive: Receive, send: Send
+) -> None:
+    request = Request(scope, receive)
+    try:
+        response = await endpoint(request, **params)
+    except OpenSOPError as error:
+        response = error_response(error)
+    except Exception as error:
+        response = internal_error_response(request, error)
+    await response(scope, receive, send)
