@@ -102,6 +102,7 @@ def _connect_hook(synchronous: str) -> Callable[[DBAPIConnection, ConnectionPool
             )
         conn.execute(f"PRAGMA synchronous = {synchronous}")
         conn.execute("PRAGMA foreign_keys = ON")
+        conn.execute("PRAGMA temp_store = MEMORY")
         conn.execute("PRAGMA query_only = OFF")
         record.info[_PRAGMAS_KEY] = {"foreign_keys": True, "query_only": False}
 
