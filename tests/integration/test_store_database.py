@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
+import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -189,3 +191,73 @@ def test_concurrent_writing_actions_share_batches_and_each_gets_its_own_outcome(
         assert _workspace_ids(database) == kept
     else:
         assert _workspace_ids(database) == [f"w{n:03}" for n in range(40)]
+
+
+def _sqlite_only(database: Database) -> None:
+    if database.dialect != "sqlite":
+        pytest.skip("the group-commit writer is SQLite's")
+
+
+def test_a_lone_writing_action_runs_inline_on_the_callers_thread(database: Database) -> None:
+    _sqlite_only(database)
+
+    def action(workspace_id: str) -> str:
+        database.run_write(_add_workspace(workspace_id))
+        return threading.current_thread().name
+
+    async def both() -> tuple[str, str, str]:
+        caller = threading.current_thread().name
+        inline = await database.call_writing(lambda: action("a"), alone=True)
+        queued = await database.call_writing(lambda: action("b"))
+        return caller, inline, queued
+
+    caller, inline, queued = asyncio.run(both())
+    assert inline == caller
+    assert queued == "opensop-sqlite-writer"
+    assert _workspace_ids(database) == ["a", "b"]
+
+
+def test_a_lone_writing_action_never_waits_for_another_process_on_the_callers_thread(
+    database: Database,
+) -> None:
+    _sqlite_only(database)
+    other = sqlite3.connect(str(database.engine.url.database), isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # another process holds the write lock
+
+    async def scenario() -> tuple[str, int]:
+        ticks = 0
+
+        async def ticker() -> None:
+            nonlocal ticks
+            while True:
+                await asyncio.sleep(0.01)
+                ticks += 1
+
+        def action() -> str:
+            database.run_write(_add_workspace("a"))
+            return threading.current_thread().name
+
+        ticking = asyncio.create_task(ticker())
+        writing = asyncio.create_task(database.call_writing(action, alone=True))
+        await asyncio.sleep(0.3)
+        assert not writing.done()  # still waiting for the lock...
+        other.execute("COMMIT")
+        ran_on = await writing
+        ticking.cancel()
+        return ran_on, ticks
+
+    try:
+        ran_on, ticks = asyncio.run(scenario())
+    finally:
+        other.close()
+    assert ran_on == "opensop-sqlite-writer"  # ...on the writer thread, not the loop's
+    assert ticks >= 10  # the loop kept running meanwhile
+    assert _workspace_ids(database) == ["a"]
+
+
+def test_the_writer_can_take_a_pooled_connection_that_served_reads(database: Database) -> None:
+    with database.read() as conn:  # leaves query_only on the pooled connection
+        conn.execute(sa.select(workspaces.c.id)).all()
+    asyncio.run(database.call_writing(lambda: database.run_write(_add_workspace("a")), alone=True))
+    database.run_write(_add_workspace("b"))
+    assert _workspace_ids(database) == ["a", "b"]

@@ -20,7 +20,7 @@ from opensop.api import (
     routes_tokens,
     routes_workers,
 )
-from opensop.api.context import ApiContext
+from opensop.api.context import ApiContext, InFlight
 from opensop.api.errors import error_response, internal_error_response
 from opensop.api.hot_routes import HotRoutes
 from opensop.config import Settings
@@ -63,14 +63,15 @@ def create_app(service: Service, settings: Settings, *, runner_concurrency: int 
         redoc_url=None,
         openapi_url="/openapi.json",
     )
-    app.state.context = ApiContext(service=service, settings=settings)
+    in_flight = InFlight()
+    app.state.context = ApiContext(service=service, settings=settings, in_flight=in_flight)
     _install_error_handlers(app)
     app.include_router(routes_system.router)
     app.include_router(routes_tokens.router)
     app.include_router(routes_processes.router)
     app.include_router(routes_workers.router)
     app.include_router(routes_instances.router)
-    app.add_middleware(HotRoutes)
+    app.add_middleware(HotRoutes, in_flight=in_flight)
     return app
 
 

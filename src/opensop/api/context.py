@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from fastapi import Request
@@ -19,10 +19,18 @@ from opensop.service import Service, require
 T = TypeVar("T")
 
 
+@dataclass
+class InFlight:
+    """HTTP requests being served now (only the event loop's thread touches it)."""
+
+    count: int = 0
+
+
 @dataclass(frozen=True)
 class ApiContext:
     service: Service
     settings: Settings
+    in_flight: InFlight = field(default_factory=InFlight)
 
 
 def context_of(request: Request) -> ApiContext:
@@ -54,9 +62,11 @@ async def as_caller(
     nothing from body, path or query checks: those belong inside ``action``. (The
     service checks scopes again; it is the authority.) An action that ``writes`` runs
     where writes are cheapest (``Database.call_writing``: on SQLite, token check and all,
-    as one unit of the group-commit writer); the others run in a worker thread.
+    as one unit of the group-commit writer, inline when it is the only request in
+    flight); the others run in a worker thread.
     """
-    service = context_of(request).service
+    context = context_of(request)
+    service = context.service
     token = token_of(request)
 
     def run() -> T:
@@ -66,7 +76,7 @@ async def as_caller(
         return action(principal)
 
     if writes:
-        return await service.db.call_writing(run)
+        return await service.db.call_writing(run, alone=context.in_flight.count <= 1)
     return await run_in_threadpool(run)
 
 

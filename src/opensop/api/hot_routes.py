@@ -1,4 +1,5 @@
-"""A short way in for the busiest routes: start and submit.
+"""A short way in for the busiest routes (start and submit), and the count of requests
+in flight.
 
 FastAPI's router tries each route's pattern in turn and then solves the endpoint's
 dependencies; for a start or a submit that is a sizeable share of the request's Python
@@ -8,6 +9,10 @@ own response), answering errors with the same envelopes as the app's exception
 handlers. Every other request, and any method or path these patterns do not match
 exactly, goes through FastAPI as usual; the routes stay registered there too, for
 OpenAPI.
+
+Being the outermost of the app's own layers, it also counts the HTTP requests being
+served (``InFlight``): a write that is the only request in flight may run inline instead
+of through the group-commit writer thread (``Database.call_writing``).
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from opensop.api import routes_instances
+from opensop.api.context import InFlight
 from opensop.api.errors import error_response, internal_error_response
 from opensop.errors import OpenSOPError
 
@@ -42,13 +48,19 @@ HOT_ROUTES: Final[tuple[tuple[str, re.Pattern[str], Endpoint], ...]] = (
 
 
 class HotRoutes:
-    """ASGI middleware: serves ``HOT_ROUTES`` directly, passes everything else on."""
+    """ASGI middleware: serves ``HOT_ROUTES`` directly, passes everything else on, and
+    keeps ``in_flight`` up to date."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, in_flight: InFlight) -> None:
         self.app = app
+        self.in_flight = in_flight
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        self.in_flight.count += 1
+        try:
             method, path = scope["method"], scope["path"]
             for route_method, pattern, endpoint in HOT_ROUTES:
                 if method == route_method:
@@ -56,7 +68,9 @@ class HotRoutes:
                     if match is not None:
                         await _serve(endpoint, match.groupdict(), scope, receive, send)
                         return
-        await self.app(scope, receive, send)
+            await self.app(scope, receive, send)
+        finally:
+            self.in_flight.count -= 1
 
 
 async def _serve(

@@ -95,18 +95,20 @@ class Database:
         with self.write() as conn:
             return work(conn)
 
-    async def call_writing(self, action: Callable[[], T]) -> T:
+    async def call_writing(self, action: Callable[[], T], *, alone: bool = False) -> T:
         """Run ``action`` (blocking code that reads and writes through this database)
         off the event loop, where its writes are cheapest, and await its result.
 
         On SQLite the whole action is one unit of the group-commit writer: its reads and
         writes share the unit's transaction (``run_write`` nests in a savepoint, ``read``
         reads in it), and the result arrives once that transaction is committed. The
-        action must not block on anything but this database. On PostgreSQL it runs in a
+        action must not block on anything but this database. ``alone`` says nothing else
+        waits on the event loop: then, when the writer is idle, the unit runs inline on the
+        loop's thread (``GroupCommitWriter.run_async``). On PostgreSQL the action runs in a
         worker thread, opening its own transactions.
         """
         if self._writer is not None:
-            return await self._writer.run_async(lambda conn: action())
+            return await self._writer.run_async(lambda conn: action(), alone=alone)
         return await asyncio.to_thread(action)
 
     def after_commit(self, callback: Callable[[], None]) -> None:

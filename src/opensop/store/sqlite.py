@@ -1,7 +1,8 @@
 """Connection setup for SQLite, the embedded default. No queries live here.
 
 Every connection runs in WAL mode (readers never block the writer), with foreign keys
-on and a 10 s busy timeout. Python's sqlite3 module is told to keep out of transaction
+on, a 10 s busy timeout and temporary storage in memory (statement and savepoint journals
+never become files). Python's sqlite3 module is told to keep out of transaction
 control (``isolation_level = None``) and SQLAlchemy's ``begin`` event emits the BEGIN
 instead, choosing its kind from the connection's ``opensop_sqlite_mode`` execution option:
 
@@ -113,6 +114,23 @@ def _begin(conn: Connection) -> None:
     mode = cast(SqliteMode, conn.get_execution_options().get(MODE_OPTION, "write"))
     if mode not in ("write", "read", "migrate"):
         raise ValueError(f"unknown {MODE_OPTION} {mode!r}")
+    driver = cast(sqlite3.Connection, conn.connection.driver_connection)
+    if driver.in_transaction:
+        # The group-commit writer began this write transaction on the driver; a Core
+        # statement inside it is what made SQLAlchemy begin (see store/writer.py).
+        if mode != "write":
+            raise RuntimeError(f"a {mode} transaction cannot join a write transaction")
+        return
+    apply_mode(conn, mode)
+    driver.execute("BEGIN" if mode == "read" else "BEGIN IMMEDIATE")
+
+
+def apply_mode(conn: Connection, mode: SqliteMode) -> None:
+    """Set the connection-level pragmas of ``mode``, outside any transaction.
+
+    A connection that begins its transactions itself (the group-commit writer) calls
+    this once with ``write``: a pooled connection may come back from serving reads.
+    """
     wanted = {"foreign_keys": mode != "migrate", "query_only": mode == "read"}
     current: dict[str, bool] = conn.connection.info.setdefault(_PRAGMAS_KEY, {})
     # Straight on the driver connection: every transaction begins here, and a full
@@ -122,4 +140,3 @@ def _begin(conn: Connection) -> None:
         if current.get(pragma) != on:
             driver.execute(f"PRAGMA {pragma} = {'ON' if on else 'OFF'}")
             current[pragma] = on
-    driver.execute("BEGIN" if mode == "read" else "BEGIN IMMEDIATE")

@@ -18,6 +18,10 @@ and the rest of the batch commits. A caller never sees a result before the batch
 it is durable. Units must not block on anything but the database: they hold up the batch.
 
 An event loop awaits a unit with ``run_async`` (no thread of its own blocks meanwhile).
+When its caller knows it is alone (one request in flight) and the writer is idle, the
+unit runs right there on the loop's thread instead, in its own transaction: handing it to
+the writer thread and back costs more than the unit itself. It never waits for the write
+lock there: if another process holds it, the unit goes to the writer thread after all.
 Code running inside a unit finds its connection with ``current()``: it reads and writes
 in the unit's transaction, and ``after_commit`` defers what must wait for durability
 (waking a job runner, say) until the batch commits; a unit that fails drops them.
@@ -28,13 +32,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import queue
+import sqlite3
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from sqlalchemy.engine import Connection, Engine
+
+from opensop.store import sqlite
+from opensop.store.sqlite import BUSY_TIMEOUT_SECONDS
 
 log = logging.getLogger("opensop.store")
 
@@ -102,6 +111,9 @@ class GroupCommitWriter:
         self._lock = threading.Lock()
         self._closed = False
         self._running = _Running()
+        # Whoever runs units holds this: the writer thread, or a caller running inline.
+        self._conn_lock = threading.Lock()
+        self._conn: Connection | None = None
 
     def run(self, work: Callable[[Connection], T]) -> T:
         """Run ``work`` in a write transaction; returns once it is committed."""
@@ -109,8 +121,20 @@ class GroupCommitWriter:
         self._enqueue(_Unit(work, future=future))
         return future.result()
 
-    async def run_async(self, work: Callable[[Connection], T]) -> T:
-        """``run`` for an event loop: awaits the commit without blocking a thread."""
+    async def run_async(self, work: Callable[[Connection], T], *, alone: bool = False) -> T:
+        """``run`` for an event loop: awaits the commit without blocking a thread.
+
+        ``alone``: nothing else is waiting on this loop, so if the writer is idle the unit
+        may run inline (see the module docstring)."""
+        if alone and self._queue.empty() and self._conn_lock.acquire(blocking=False):
+            try:
+                unit = _Unit(work, future=Future())
+                ran = self._run_inline(unit)
+            finally:
+                self._conn_lock.release()
+            if ran:
+                assert unit.future is not None
+                return cast(T, unit.future.result())
         loop = asyncio.get_running_loop()
         awaited: asyncio.Future[T] = loop.create_future()
         self._enqueue(_Unit(work, loop=loop, awaited=awaited))
@@ -149,27 +173,38 @@ class GroupCommitWriter:
         if thread is not None:
             self._queue.put(_STOP)
             thread.join()
+        with self._conn_lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+    def _connection(self) -> Connection:
+        """The one write connection (the caller holds ``_conn_lock``)."""
+        if self._conn is None:
+            self._conn = self._engine.connect()
+            sqlite.apply_mode(self._conn, "write")
+        return self._conn
 
     def _loop(self) -> None:
-        with self._engine.connect() as conn:
-            while True:
-                first = self._queue.get()
-                if first is _STOP:
-                    return
-                batch: list[_Unit] = [first]  # type: ignore[list-item]
-                stop = False
-                while len(batch) < self._max_batch:
-                    try:
-                        item = self._queue.get_nowait()
-                    except queue.Empty:
-                        break
-                    if item is _STOP:
-                        stop = True
-                        break
-                    batch.append(item)  # type: ignore[arg-type]
-                self._run_batch(conn, batch)
-                if stop:
-                    return
+        while True:
+            first = self._queue.get()
+            if first is _STOP:
+                return
+            batch: list[_Unit] = [first]  # type: ignore[list-item]
+            stop = False
+            while len(batch) < self._max_batch:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is _STOP:
+                    stop = True
+                    break
+                batch.append(item)  # type: ignore[arg-type]
+            with self._conn_lock:
+                self._run_batch(self._connection(), batch)
+            if stop:
+                return
 
     def _run_batch(self, conn: Connection, batch: list[_Unit]) -> None:
         if len(batch) == 1:
@@ -177,11 +212,10 @@ class GroupCommitWriter:
             return
         outcomes: list[tuple[bool, Any]] = []
         try:
-            with conn.begin():
+            with _transaction(conn):
                 # Savepoints straight on the driver connection: this thread owns it, and
                 # SQLAlchemy's nested-transaction bookkeeping costs more than the SQL.
-                driver = conn.connection.driver_connection
-                assert driver is not None
+                driver = _driver(conn)
                 for unit in batch:
                     driver.execute("SAVEPOINT unit")
                     try:
@@ -217,10 +251,61 @@ class GroupCommitWriter:
         """A unit alone in its transaction needs no savepoint: the transaction is its
         rollback scope."""
         try:
-            with conn.begin():
+            with _transaction(conn):
                 result = self._work(conn, unit)
         except BaseException as error:  # handed to the unit's caller
             unit.after_commit.clear()
             unit.failed(error)
             return
         unit.succeeded(result)
+
+    def _run_inline(self, unit: _Unit) -> bool:
+        """Run a unit alone on the calling thread; False, having done nothing, when
+        another process holds the write lock (waiting for it would stall the caller)."""
+        conn = self._connection()
+        driver = _driver(conn)
+        driver.execute("PRAGMA busy_timeout = 0")
+        try:
+            driver.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError:
+            return False
+        finally:
+            driver.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_SECONDS * 1000)}")
+        try:
+            with _transaction(conn, begun=True):
+                result = self._work(conn, unit)
+        except BaseException as error:  # handed to the caller
+            unit.after_commit.clear()
+            unit.failed(error)
+            return True
+        unit.succeeded(result)
+        return True
+
+
+def _driver(conn: Connection) -> sqlite3.Connection:
+    return cast(sqlite3.Connection, conn.connection.driver_connection)
+
+
+@contextmanager
+def _transaction(conn: Connection, *, begun: bool = False) -> Iterator[None]:
+    """A write transaction begun and ended on the driver (cheaper than SQLAlchemy's).
+
+    A Core statement run inside makes SQLAlchemy begin its own transaction on the
+    connection; the begin hook (``opensop.store.sqlite``) sees the driver already in
+    one and emits nothing, and the end here goes through SQLAlchemy then, so both agree.
+    """
+    driver = _driver(conn)
+    if not begun:
+        driver.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        if conn.in_transaction():
+            conn.rollback()
+        elif driver.in_transaction:
+            driver.execute("ROLLBACK")
+        raise
+    if conn.in_transaction():
+        conn.commit()
+    else:
+        driver.execute("COMMIT")
