@@ -4,8 +4,8 @@
 step benchmarks (W1, external workers) need each answer (an instance id, lease tokens) to
 build the next request. Two interchangeable clients with one interface:
 
-- ``RawConnection``: asyncio streams and a hand-written HTTP/1.1 exchange, as loadgen.py
-  does (no parsing library, no connection pool): the cheapest Python client we have;
+- ``RawConnection``: an asyncio protocol and a hand-written HTTP/1.1 exchange (no
+  streams, no parsing library, no connection pool): the cheapest Python client we have;
 - ``HttpxConnection``: ``httpx.AsyncClient`` held to one keep-alive connection.
 
     async with RawConnection("127.0.0.1", port, token) as conn:
@@ -17,7 +17,6 @@ Only 127.0.0.1 is accepted. Every request is bounded by ``timeout`` seconds.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Coroutine
 from typing import Any, Protocol, TypeVar
 
@@ -45,8 +44,61 @@ def _check_host(host: str) -> None:
         raise ValueError(f"benchmarks only talk to 127.0.0.1, not {host!r}")
 
 
+class _AnswerReader(asyncio.Protocol):
+    """Collects the bytes of one answer at a time and hands it over once complete."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.buffer = bytearray()
+        self.waiter: asyncio.Future[tuple[int, bytes, bool]] | None = None
+        self.lost: BaseException | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        if self.waiter is None or self.waiter.done():
+            return
+        try:
+            answer = _complete_answer(self.buffer)
+        except HttpError as error:
+            self.waiter.set_exception(error)
+            return
+        if answer is not None:
+            self.waiter.set_result(answer)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost = exc or ConnectionResetError("the server closed the connection")
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_exception(self.lost)
+
+
+def _complete_answer(buffer: bytearray) -> tuple[int, bytes, bool] | None:
+    """(status, body, keep-alive) once ``buffer`` holds a whole answer, which it drops."""
+    end = buffer.find(b"\r\n\r\n")
+    if end < 0:
+        return None
+    head = bytes(buffer[:end]).lower()
+    if b"\r\ntransfer-encoding:" in head:
+        raise HttpError("chunked answers are not supported")
+    length = 0
+    at = head.find(b"\r\ncontent-length:")
+    if at >= 0:
+        line_end = head.find(b"\r", at + 17)
+        length = int(head[at + 17 : line_end if line_end >= 0 else None])
+    total = end + 4 + length
+    if len(buffer) < total:
+        return None
+    body = bytes(buffer[end + 4 : total])
+    del buffer[:total]
+    keep_alive = b"\r\nconnection: close" not in head
+    return int(head[9:12]), body, keep_alive
+
+
 class RawConnection:
-    """HTTP/1.1 over one asyncio stream, reopened only when the server closes it."""
+    """HTTP/1.1 on one asyncio protocol (no streams, no parsing library), reopened only
+    when the server closes it: the cheapest Python client we have."""
 
     def __init__(
         self, host: str, port: int, token: str, *, timeout: float = REQUEST_TIMEOUT
@@ -60,8 +112,7 @@ class RawConnection:
             f"Host: {host}:{port}\r\nAuthorization: Bearer {token}\r\n"
             "Content-Type: application/json\r\n"
         ).encode()
-        self._reader: asyncio.StreamReader | None = None
-        self._writer: asyncio.StreamWriter | None = None
+        self._reader: _AnswerReader | None = None
 
     async def __aenter__(self) -> RawConnection:
         return self
@@ -73,27 +124,23 @@ class RawConnection:
         payload = body or b""
         head = f"{method} {path} HTTP/1.1\r\n".encode() + self._fixed
         head += b"Content-Length: %d\r\n\r\n" % len(payload)
+        loop = asyncio.get_running_loop()
         try:
-            async with asyncio.timeout(self.timeout):
-                if self._writer is None:
-                    self._reader, self._writer = await asyncio.open_connection(self.host, self.port)
-                assert self._reader is not None
-                self._writer.write(head + payload)
-                answer = await self._reader.readuntil(b"\r\n\r\n")
-                status = int(answer[9:12])
-                length = 0
-                keep_alive = True
-                for line in answer.split(b"\r\n")[1:]:
-                    name, _, value = line.partition(b":")
-                    name = name.strip().lower()
-                    if name == b"content-length":
-                        length = int(value)
-                    elif name == b"connection" and value.strip().lower() == b"close":
-                        keep_alive = False
-                    elif name == b"transfer-encoding":
-                        raise HttpError("chunked answers are not supported")
-                data = await self._reader.readexactly(length) if length else b""
-        except (OSError, TimeoutError, ValueError, asyncio.IncompleteReadError) as error:
+            if self._reader is None or self._reader.lost is not None:
+                _, self._reader = await asyncio.wait_for(
+                    loop.create_connection(_AnswerReader, self.host, self.port), self.timeout
+                )
+            reader = self._reader
+            assert reader.transport is not None
+            reader.waiter = loop.create_future()
+            reader.transport.write(head + payload)
+            # One timer per request, cancelled with the answer.
+            timer = loop.call_later(self.timeout, _expire, reader.waiter)
+            try:
+                status, data, keep_alive = await reader.waiter
+            finally:
+                timer.cancel()
+        except (OSError, TimeoutError, ValueError) as error:
             await self.close()
             raise HttpError(f"{method} {path}: {type(error).__name__}: {error}") from error
         if not keep_alive:
@@ -101,12 +148,14 @@ class RawConnection:
         return status, data
 
     async def close(self) -> None:
-        writer, self._writer, self._reader = self._writer, None, None
-        if writer is not None:
-            writer.close()
-            # The server may have closed first: nothing left to wait for.
-            with contextlib.suppress(OSError):
-                await writer.wait_closed()
+        reader, self._reader = self._reader, None
+        if reader is not None and reader.transport is not None:
+            reader.transport.close()
+
+
+def _expire(waiter: asyncio.Future[tuple[int, bytes, bool]]) -> None:
+    if not waiter.done():
+        waiter.set_exception(TimeoutError("no answer in time"))
 
 
 class HttpxConnection:

@@ -34,6 +34,7 @@ import logging
 import queue
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from contextlib import contextmanager
@@ -183,6 +184,10 @@ class GroupCommitWriter:
         if self._conn is None:
             self._conn = self._engine.connect()
             sqlite.apply_mode(self._conn, "write")
+            # Waiting for the write lock is _begin_immediate's: the writer thread waits,
+            # a unit running inline does not. Once BEGIN IMMEDIATE holds the lock, nothing
+            # else in a WAL transaction waits for another connection.
+            _driver(self._conn).execute("PRAGMA busy_timeout = 0")
         return self._conn
 
     def _loop(self) -> None:
@@ -263,14 +268,8 @@ class GroupCommitWriter:
         """Run a unit alone on the calling thread; False, having done nothing, when
         another process holds the write lock (waiting for it would stall the caller)."""
         conn = self._connection()
-        driver = _driver(conn)
-        driver.execute("PRAGMA busy_timeout = 0")
-        try:
-            driver.execute("BEGIN IMMEDIATE")
-        except sqlite3.OperationalError:
+        if not _begin_immediate(_driver(conn), wait=False):
             return False
-        finally:
-            driver.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_SECONDS * 1000)}")
         try:
             with _transaction(conn, begun=True):
                 result = self._work(conn, unit)
@@ -280,6 +279,26 @@ class GroupCommitWriter:
             return True
         unit.succeeded(result)
         return True
+
+
+def _begin_immediate(driver: sqlite3.Connection, *, wait: bool) -> bool:
+    """BEGIN IMMEDIATE. While another process holds the write lock: wait for it, as the
+    busy timeout would (then fail as SQLite does), or without ``wait`` give up at once
+    and return False."""
+    pause, deadline = 0.001, time.monotonic() + BUSY_TIMEOUT_SECONDS
+    while True:
+        try:
+            driver.execute("BEGIN IMMEDIATE")
+            return True
+        except sqlite3.OperationalError as error:
+            if getattr(error, "sqlite_errorcode", sqlite3.SQLITE_BUSY) != sqlite3.SQLITE_BUSY:
+                raise
+            if not wait:
+                return False
+            if time.monotonic() >= deadline:
+                raise
+        time.sleep(pause)
+        pause = min(pause * 2, 0.05)
 
 
 def _driver(conn: Connection) -> sqlite3.Connection:
@@ -296,7 +315,7 @@ def _transaction(conn: Connection, *, begun: bool = False) -> Iterator[None]:
     """
     driver = _driver(conn)
     if not begun:
-        driver.execute("BEGIN IMMEDIATE")
+        _begin_immediate(driver, wait=True)
     try:
         yield
     except BaseException:
