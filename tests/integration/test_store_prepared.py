@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from opensop.store.database import Database
 from opensop.store.prepared import Prepared
 from opensop.store.tables import events, instances, processes, workspaces
+from opensop.store.types import UTCDateTime
 
 NOW = datetime(2024, 3, 31, 1, 30, 15, 123456, tzinfo=UTC)
 MADRID_SUMMER = timezone(timedelta(hours=2))
@@ -123,3 +124,28 @@ def test_on_sqlite_a_value_missing_from_the_row_is_an_error_not_a_default(
     with database.write() as conn:  # a statement's own binds are fine when supplied
         insert.execute(conn, {"id": "w", "label": "w", "created_at": NOW})
         assert conn.scalar(sa.select(workspaces.c.name)) == "w"
+
+
+@pytest.mark.parametrize(
+    "moment",
+    [
+        NOW,
+        NOW.replace(microsecond=0),
+        datetime(5, 1, 2, 3, 4, 5, 6, tzinfo=UTC),
+        datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC),
+        NOW.astimezone(MADRID_SUMMER),
+    ],
+)
+def test_utc_datetimes_are_stored_on_sqlite_as_sqlalchemys_datetime_text(moment: datetime) -> None:
+    dialect = sa.create_engine("sqlite://").dialect
+    ours = UTCDateTime().dialect_impl(dialect)
+    plain = sa.DateTime().dialect_impl(dialect)
+    bind, plain_bind = ours.bind_processor(dialect), plain.bind_processor(dialect)
+    assert bind is not None and plain_bind is not None
+    text = bind(moment)
+    assert text == plain_bind(moment.astimezone(UTC).replace(tzinfo=None))
+    read = ours.result_processor(dialect, None)
+    assert read is not None
+    assert read(text) == moment and read(text).tzinfo is UTC
+    assert read("2024-03-31 01:30:15") == datetime(2024, 3, 31, 1, 30, 15, tzinfo=UTC)
+    assert bind(None) is None and read(None) is None

@@ -28,25 +28,41 @@ Processor = Callable[[Any], Any] | None
 
 
 @dataclass(frozen=True)
-class _Form:
-    """One compiled shape of the statement: SQL text, parameter order, conversions.
+class _Conversion:
+    """A processor for the value at ``index``; ``keeps_null``: it maps ``None`` to
+    ``None``, so a ``None`` value skips the call (most optional columns are empty)."""
 
-    ``binds`` holds, per parameter, its processor and whether NULL passes through it
-    unchanged (then a ``None`` value skips the call: most optional columns are empty).
-    """
+    index: int
+    convert: Callable[[Any], Any]
+    keeps_null: bool
+
+
+def _conversions(processors: Sequence[Processor]) -> tuple[_Conversion, ...]:
+    return tuple(
+        _Conversion(index, convert, convert(None) is None)
+        for index, convert in enumerate(processors)
+        if convert is not None
+    )
+
+
+def _convert(values: list[Any], conversions: tuple[_Conversion, ...]) -> list[Any]:
+    for conversion in conversions:
+        value = values[conversion.index]
+        if value is not None or not conversion.keeps_null:
+            values[conversion.index] = conversion.convert(value)
+    return values
+
+
+@dataclass(frozen=True)
+class _Form:
+    """One compiled shape of the statement: SQL text, parameter order, conversions."""
 
     sql: str
     names: tuple[str, ...]
-    binds: tuple[tuple[Processor, bool], ...]
+    binds: tuple[_Conversion, ...]
 
-    def parameters(self, values: Mapping[str, Any]) -> tuple[Any, ...]:
-        converted = []
-        for name, (convert, keeps_null) in zip(self.names, self.binds, strict=True):
-            value = values[name]
-            if convert is not None and (value is not None or not keeps_null):
-                value = convert(value)
-            converted.append(value)
-        return tuple(converted)
+    def parameters(self, values: Mapping[str, Any]) -> list[Any]:
+        return _convert([values[name] for name in self.names], self.binds)
 
 
 class Prepared:
@@ -56,7 +72,7 @@ class Prepared:
         self.statement = statement
         self._forms: dict[tuple[str, ...], _Form] = {}
         self._columns: tuple[str, ...] = ()
-        self._results: tuple[Processor, ...] = ()
+        self._results: tuple[_Conversion, ...] | None = None
         if isinstance(statement, sa.Select):
             self._columns = tuple(str(column.key) for column in statement.selected_columns)
 
@@ -87,12 +103,9 @@ class Prepared:
             return [dict(row._mapping) for row in conn.execute(self.statement, dict(values))]
         form = self._form(conn.dialect, tuple(values))
         fetched = self._run(lambda: driver.execute(form.sql, form.parameters(values)), form)
-        columns, convert = self._columns, self._results
+        columns, conversions = self._columns, self._results or ()
         return [
-            {
-                name: value if fn is None else fn(value)
-                for name, value, fn in zip(columns, row, convert, strict=True)
-            }
+            dict(zip(columns, _convert(list(row), conversions), strict=True))
             for row in fetched.fetchall()
         ]
 
@@ -113,16 +126,18 @@ class Prepared:
         missing = sorted(set(names) - set(keys))
         if missing:  # a column default or a literal bind would need SQLAlchemy's context
             raise ValueError(f"a prepared statement needs values for {missing}")
-        binds = tuple(
-            _with_null_check(
+        binds = _conversions(
+            [
                 compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect)
-            )
-            for name in names
+                for name in names
+            ]
         )
-        if isinstance(self.statement, sa.Select) and not self._results:
-            self._results = tuple(
-                column.type.dialect_impl(dialect).result_processor(dialect, None)
-                for column in self.statement.selected_columns
+        if isinstance(self.statement, sa.Select) and self._results is None:
+            self._results = _conversions(
+                [
+                    column.type.dialect_impl(dialect).result_processor(dialect, None)
+                    for column in self.statement.selected_columns
+                ]
             )
         return _Form(compiled.string, names, binds)
 
@@ -133,10 +148,6 @@ class Prepared:
             raise sa.exc.DBAPIError.instance(
                 form.sql, None, error, cast(type[Exception], sqlite3.Error)
             ) from error
-
-
-def _with_null_check(convert: Processor) -> tuple[Processor, bool]:
-    return convert, convert is None or convert(None) is None
 
 
 def _sqlite_driver(conn: sa.Connection) -> sqlite3.Connection | None:
