@@ -93,6 +93,16 @@ def test_updates_report_the_rows_they_changed(database: Database) -> None:
         event_id = conn.scalar(sa.select(events.c.id))
         assert RENAME_EVENT.execute(conn, {"key_id": event_id, "type": "renamed"}) == 1
         assert RENAME_EVENT.execute(conn, {"key_id": event_id + 1, "type": "renamed"}) == 0
+        # A literal in the statement (type == 'step.completed') is bound by itself.
+        rename_completed = Prepared(
+            events.update()
+            .where(events.c.id == sa.bindparam("key_id"), events.c.type == "step.completed")
+            .values(type=sa.bindparam("type"))
+        )
+        assert rename_completed.execute(conn, {"key_id": event_id, "type": "again"}) == 0
+        INSERT_EVENT.execute(conn, _event("b", None, NOW))
+        second = conn.scalar(sa.select(sa.func.max(events.c.id)))
+        assert rename_completed.execute(conn, {"key_id": second, "type": "again"}) == 1
     with database.read() as conn:
         assert EVENTS_OF.first(conn, {"instance_id": "i" * 26})["type"] == "renamed"  # type: ignore[index]
         assert EVENTS_OF.first(conn, {"instance_id": "x" * 26}) is None

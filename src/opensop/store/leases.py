@@ -15,7 +15,9 @@ from typing import Any
 import sqlalchemy as sa
 
 from opensop.engine.states import StepState, SubState
+from opensop.store.prepared import Prepared
 from opensop.store.tables import instances, steps
+from opensop.store.types import UTCDateTime
 
 
 @dataclass(frozen=True)
@@ -36,7 +38,7 @@ class Lease:
     expires_at: datetime
 
 
-def _claimable(workspace_id: str, now: datetime) -> list[sa.ColumnElement[bool]]:
+def _claimable(workspace_id: Any, now: Any) -> list[sa.ColumnElement[bool]]:
     return [
         steps.c.workspace_id == workspace_id,
         steps.c.state == StepState.ACTIVE.value,
@@ -58,6 +60,23 @@ def pending(conn: sa.Connection, workspace_id: str, now: datetime, limit: int) -
     )
 
 
+# Guarded again by the claimable conditions: a concurrent claim on PostgreSQL under READ
+# COMMITTED must not take the same step twice. Built once: a claim runs it per step.
+_TAKE = Prepared(
+    steps.update()
+    .where(
+        steps.c.instance_id == sa.bindparam("key_instance"),
+        steps.c.step_id == sa.bindparam("key_step"),
+        *_claimable(sa.bindparam("key_workspace"), sa.bindparam("key_now", type_=UTCDateTime())),
+    )
+    .values(
+        lease_owner=sa.bindparam("worker"),
+        lease_token=sa.bindparam("token"),
+        lease_expires_at=sa.bindparam("until", type_=UTCDateTime()),
+    )
+)
+
+
 def claim(
     conn: sa.Connection,
     *,
@@ -75,42 +94,42 @@ def claim(
     if step_ids:
         conditions.append(steps.c.step_id.in_(step_ids))
     query = (
-        sa.select(steps.c.instance_id, steps.c.step_id)
+        sa.select(
+            steps.c.instance_id,
+            steps.c.step_id,
+            steps.c.process_name,
+            instances.c.process_version,
+            steps.c.inputs,
+            steps.c.attempt,
+        )
+        .select_from(steps.join(instances, steps.c.instance_id == instances.c.id))
         .where(*conditions)
         .order_by(steps.c.instance_id, steps.c.position)
         .limit(limit)
     )
     if conn.dialect.name == "postgresql":
-        query = query.with_for_update(skip_locked=True)
+        query = query.with_for_update(skip_locked=True, of=steps)
     claimed: list[ClaimedStep] = []
-    for instance_id, step_id in conn.execute(query).all():
+    for instance_id, step_id, process, version, inputs, attempt in conn.execute(query).all():
         token = secrets.token_urlsafe(24)
-        # Guarded again by the claimable conditions: a concurrent claim on PostgreSQL
-        # under READ COMMITTED must not take the same step twice.
-        result = conn.execute(
-            steps.update()
-            .where(
-                steps.c.instance_id == instance_id,
-                steps.c.step_id == step_id,
-                *_claimable(workspace_id, now),
-            )
-            .values(lease_owner=worker, lease_token=token, lease_expires_at=lease_until)
+        taken = _TAKE.execute(
+            conn,
+            {
+                "key_instance": instance_id,
+                "key_step": step_id,
+                "key_workspace": workspace_id,
+                "key_now": now,
+                "worker": worker,
+                "token": token,
+                "until": lease_until,
+            },
         )
-        if result.rowcount != 1:
-            continue
-        row = conn.execute(
-            sa.select(
-                steps.c.process_name,
-                instances.c.process_version,
-                steps.c.inputs,
-                steps.c.attempt,
+        if taken == 1:
+            claimed.append(
+                ClaimedStep(
+                    instance_id, step_id, process, version, inputs, attempt, token, lease_until
+                )
             )
-            .select_from(steps.join(instances, steps.c.instance_id == instances.c.id))
-            .where(steps.c.instance_id == instance_id, steps.c.step_id == step_id)
-        ).one()
-        claimed.append(
-            ClaimedStep(instance_id, step_id, row[0], row[1], row[2], row[3], token, lease_until)
-        )
     return claimed
 
 

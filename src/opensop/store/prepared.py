@@ -60,9 +60,11 @@ class _Form:
     sql: str
     names: tuple[str, ...]
     binds: tuple[_Conversion, ...]
+    literals: Mapping[str, Any]  # values written into the statement (state == "active")
 
     def parameters(self, values: Mapping[str, Any]) -> list[Any]:
-        return _convert([values[name] for name in self.names], self.binds)
+        source = {**self.literals, **values} if self.literals else values
+        return _convert([source[name] for name in self.names], self.binds)
 
 
 class Prepared:
@@ -123,8 +125,13 @@ class Prepared:
     def _compile(self, dialect: Dialect, keys: tuple[str, ...]) -> _Form:
         compiled = self.statement.compile(dialect=dialect, column_keys=list(keys))
         names = tuple(compiled.positiontup or ())
-        missing = sorted(set(names) - set(keys))
-        if missing:  # a column default or a literal bind would need SQLAlchemy's context
+        literals = {
+            name: compiled.binds[name].value
+            for name in set(names) - set(keys)
+            if compiled.binds[name].value is not None and compiled.binds[name].callable is None
+        }
+        missing = sorted(set(names) - set(keys) - set(literals))
+        if missing:  # a column default would need SQLAlchemy's execution context
             raise ValueError(f"a prepared statement needs values for {missing}")
         binds = _conversions(
             [
@@ -139,7 +146,7 @@ class Prepared:
                     for column in self.statement.selected_columns
                 ]
             )
-        return _Form(compiled.string, names, binds)
+        return _Form(compiled.string, names, binds, literals)
 
     def _run(self, call: Callable[[], sqlite3.Cursor], form: _Form) -> sqlite3.Cursor:
         try:
