@@ -242,6 +242,16 @@ class Work:
         until = self.clock.now() + timedelta(seconds=lease_seconds)
         return self.db.run_write(lambda conn: job_store.extend(conn, job, until))
 
+    def hand_back_jobs(self, jobs: list[Job]) -> int:
+        """End the leases of jobs a stopping runner did not finish, in one transaction,
+        so any runner can claim them at once; how many were still held."""
+        if not jobs:
+            return 0
+        now = self.clock.now()
+        return self.db.run_write(
+            lambda conn: sum(job_store.hand_back(conn, job, now) for job in jobs)
+        )
+
     def next_due_at(self) -> datetime | None:
         with self.db.read() as conn:
             return job_store.next_due_at(conn)

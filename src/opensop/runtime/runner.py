@@ -6,8 +6,10 @@ applies the result through the service.
 
 Many runners (threads of `opensop serve`, `opensop worker` processes) can share one
 store: claims are leases, so a job is held by one runner at a time, and a runner that
-dies loses its leases when they expire. Results carry the step attempt they belong to,
-so a job that runs again after a crash changes nothing the second time.
+dies loses its leases when they expire. A runner that stops gracefully cancels its jobs
+(killing their scripts) and hands their leases back, so any runner can claim them at once
+instead of after the lease. Results carry the step attempt they belong to, so a job that
+runs again after a crash or a stop changes nothing the second time.
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ DEFAULT_LEASE_SECONDS = 15.0
 # Without a wake-up, look again this often: jobs queued by other processes.
 IDLE_POLL_SECONDS = 1.0
 _SCRIPT_LEASE_MARGIN = 10.0
+# At shutdown, how long handing leases back may take; after that they expire on their own.
+HAND_BACK_TIMEOUT_SECONDS = 5.0
 
 
 def runner_id() -> str:
@@ -56,7 +60,8 @@ class Runner:
         self.owner = runner_id()
         self._wake = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
+        # The running job tasks and the job each one holds.
+        self._tasks: dict[asyncio.Task[None], Job] = {}
 
     def wake(self) -> None:
         """Thread-safe: a commit queued jobs; look now instead of at the next poll."""
@@ -78,18 +83,39 @@ class Runner:
                     claimed = await self._claim()
                 for job in claimed:
                     task = asyncio.create_task(self._execute(job))
-                    self._tasks.add(task)
+                    self._tasks[task] = job
                     task.add_done_callback(self._finished)
                 if claimed and len(self._tasks) < self.concurrency:
                     continue  # there may be more due right now
                 await self._sleep(stop, due)
         finally:
-            for task in self._tasks:
+            # A snapshot: each task leaves self._tasks as it ends.
+            running = dict(self._tasks)
+            for task in running:
                 task.cancel()
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+            await asyncio.gather(*running, return_exceptions=True)
+            await self._hand_back(
+                [job for task, job in running.items() if task.cancelled() or task.exception()]
+            )
+
+    async def _hand_back(self, jobs: list[Job]) -> None:
+        """Give up the leases of jobs left unfinished, so no one waits for them to expire.
+
+        A job finished meanwhile, or already taken by another runner, is left alone.
+        """
+        if not jobs:
+            return
+        try:
+            handed = await asyncio.wait_for(
+                run_in_threadpool(self.work.hand_back_jobs, jobs), HAND_BACK_TIMEOUT_SECONDS
+            )
+        except Exception:
+            log.exception("handing back %d job leases failed; they expire on their own", len(jobs))
+            return
+        log.info("handed back the leases of %d unfinished jobs", handed)
 
     def _finished(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
+        self._tasks.pop(task, None)
         self._wake.set()  # a slot is free
 
     async def _claim(self) -> list[Job]:
@@ -149,14 +175,24 @@ class Runner:
             outcome = await run_script(request)
         finally:
             keeper.cancel()
+            await asyncio.wait({keeper})  # no renewal may land after a hand-back
         await run_in_threadpool(self.work.apply_script_outcome, job, outcome)
 
     async def _keep_lease(self, job: Job) -> None:
-        """Renew the job's lease while its script runs, so no other runner starts it."""
+        """Renew the job's lease while its script runs, so no other runner starts it.
+
+        Cancelled, it ends only once a renewal in flight is written (or failed).
+        """
         while True:
             await asyncio.sleep(self.lease_seconds / 3)
+            renewal = asyncio.ensure_future(
+                run_in_threadpool(self.work.extend_job, job, self.lease_seconds)
+            )
             try:
-                kept = await run_in_threadpool(self.work.extend_job, job, self.lease_seconds)
+                kept = await asyncio.shield(renewal)
+            except asyncio.CancelledError:
+                await asyncio.gather(renewal, return_exceptions=True)
+                raise
             except Exception:
                 log.exception("renewing the lease of job %s failed", job.id)
                 continue

@@ -2,8 +2,9 @@
 runners under a lease, finished in the same transaction as the result they produce.
 
 Claiming takes due jobs whose state is queued, or leased with an expired lease (the
-runner that held it died). On PostgreSQL claims use FOR UPDATE SKIP LOCKED so runners
-never wait on each other; on SQLite the single writer serializes them.
+runner that held it died, or handed the job back when it stopped). On PostgreSQL claims
+use FOR UPDATE SKIP LOCKED so runners never wait on each other; on SQLite the single
+writer serializes them.
 """
 
 from __future__ import annotations
@@ -149,6 +150,24 @@ def release(conn: sa.Connection, job: Job, error: str, due_at: datetime) -> None
             lease_expires_at=None,
         )
     )
+
+
+def hand_back(conn: sa.Connection, job: Job, now: datetime) -> bool:
+    """End this runner's lease now, so any runner can claim the job at once; False when
+    the lease was already lost or the job finished.
+
+    The job stays leased: claiming takes it as it takes the job of a runner that died.
+    """
+    result = conn.execute(
+        jobs.update()
+        .where(
+            jobs.c.id == job.id,
+            jobs.c.lease_owner == job.lease_owner,
+            jobs.c.state == JobState.LEASED.value,
+        )
+        .values(lease_expires_at=now)
+    )
+    return result.rowcount == 1
 
 
 def extend(conn: sa.Connection, job: Job, lease_until: datetime) -> bool:
