@@ -701,7 +701,7 @@ def _check_submission_shape(outputs: Any, decided_by: Any, confidence: Any) -> N
     if confidence is not None and (
         isinstance(confidence, bool)
         or not isinstance(confidence, int | float)
-        or not 0.0 <= float(confidence) <= 1.0
+        or not 0 <= confidence <= 1  # compared as is: float() overflows on huge ints
     ):
         details.append(
             {

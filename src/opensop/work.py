@@ -47,6 +47,10 @@ _JOB_RETRY_DELAY = timedelta(seconds=5)
 _MAX_JOB_ATTEMPTS = 5
 
 
+# Step ids one claim may name: a filter, not a list of every step there is.
+_MAX_CLAIM_STEP_IDS = 500
+
+
 @dataclass(frozen=True)
 class WorkerLease:
     step: ClaimedStep
@@ -87,9 +91,17 @@ class Work:
             details.append({"field": "process", "code": "type_mismatch", "expected": "string"})
         step_ids = body.get("step_ids")
         if step_ids is not None and (
-            not isinstance(step_ids, list) or not all(isinstance(s, str) for s in step_ids)
+            not isinstance(step_ids, list)
+            or len(step_ids) > _MAX_CLAIM_STEP_IDS
+            or not all(isinstance(s, str) for s in step_ids)
         ):
-            details.append({"field": "step_ids", "code": "type_mismatch", "expected": "string[]"})
+            details.append(
+                {
+                    "field": "step_ids",
+                    "code": "type_mismatch",
+                    "expected": f"string[] of at most {_MAX_CLAIM_STEP_IDS}",
+                }
+            )
         unknown = set(body) - {"worker", "lease_seconds", "limit", "process", "step_ids"}
         details.extend({"field": k[:128], "code": "unknown_field"} for k in sorted(unknown))
         if details:

@@ -221,6 +221,29 @@ def test_a_streamed_body_over_the_limit_is_413(client: httpx.Client, typed: str)
     assert count(client, process=typed) == 0
 
 
+def test_a_body_over_the_limit_without_a_valid_token_is_401_first(
+    client: httpx.Client, typed: str
+) -> None:
+    oversized = b'{"inputs": {"company": "' + b"x" * (1024 * 1024) + b'"}}'
+    for headers in ({}, {"Authorization": "Bearer sk_not_a_real_token_1234"}):
+        response = httpx.post(
+            str(client.base_url.join(f"/sop/{typed}/start")),
+            content=oversized,
+            headers={"Content-Type": "application/json", **headers},
+        )
+        assert_error(response, 401, "unauthorized")
+
+
+def test_nul_in_a_path_or_query_is_refused_before_any_lookup(
+    client: httpx.Client, typed: str
+) -> None:
+    # PostgreSQL cannot even compare text holding a NUL: no lookup may see one.
+    assert_error(client.post(f"/sop/{typed}%00x/start", json={"inputs": VALID}), 404, "not_found")
+    assert_error(client.get(f"/sop/{typed}%00x/schema"), 404, "not_found")
+    assert_error(client.get("/sop/instances?process=a%00b"), 422, "invalid_query")
+    assert_error(client.get("/sop/instances?after=a%00b"), 422, "invalid_query")
+
+
 def test_a_body_just_under_the_limit_is_read(client: httpx.Client, typed: str) -> None:
     response = start_raw(client, typed, {"inputs": {**VALID, "company": "x" * 1_000_000}})
 

@@ -199,6 +199,7 @@ def test_outputs_that_fail_the_declaration_are_422_with_every_detail(
         {"outputs": {"note": "x"}, "confidence": 1.5},
         {"outputs": {"note": "x"}, "confidence": "high"},
         {"outputs": {"note": "x"}, "confidence": True},
+        {"outputs": {"note": "x"}, "confidence": 10**400},  # too big for a float
         {"outputs": {"note": "x"}, "decided_by": 7},
         {"outputs": {"note": "x"}, "extra": 1},
     ],
@@ -208,6 +209,7 @@ def test_outputs_that_fail_the_declaration_are_422_with_every_detail(
         "confidence-high",
         "confidence-text",
         "confidence-bool",
+        "confidence-huge-int",
         "decided-by-number",
         "unknown-key",
     ],

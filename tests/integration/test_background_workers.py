@@ -310,6 +310,7 @@ def test_a_failure_report_for_a_step_no_worker_runs_is_invalid_transition(
         ({"worker": 7}, "worker"),
         ({"worker": "w", "process": 3}, "process"),
         ({"worker": "w", "step_ids": "work"}, "step_ids"),
+        ({"worker": "w", "step_ids": ["s"] * 501}, "step_ids"),  # PostgreSQL caps parameters
         ({"worker": "w", "lease": 60}, "lease"),
     ],
     ids=lambda value: str(value) if isinstance(value, str) else None,

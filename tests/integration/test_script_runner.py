@@ -518,3 +518,27 @@ def test_concurrent_runs_do_not_mix_up(process_dir: Path) -> None:
 
     outcomes = asyncio.run(many())
     assert [outcome.outputs for outcome in outcomes] == [{"got": {"i": i}} for i in range(20)]
+
+
+@pytest.mark.parametrize(
+    "printed",
+    ['{"a": "x\\u0000y"}', '{"a\\u0000": 1}', '{"a": "\\ud800"}', '{"a": 1e999}'],
+    ids=["nul-value", "nul-key", "lone-surrogate", "infinite-number"],
+)
+def test_outputs_no_store_can_keep_are_invalid_output(process_dir: Path, printed: str) -> None:
+    write(process_dir, "steps/odd.py", f"import sys\nsys.stdout.write({printed!r})\n")
+
+    outcome = run(process_dir, "steps/odd.py")
+
+    assert not outcome.ok
+    assert outcome.error_code == ScriptErrorCode.INVALID_OUTPUT
+
+
+def test_nul_bytes_on_stderr_are_kept_as_replacement_characters(process_dir: Path) -> None:
+    script = "import sys\nsys.stderr.write('a\\x00b')\nprint('{}')\n"
+    write(process_dir, "steps/nul.py", script)
+
+    outcome = run(process_dir, "steps/nul.py")
+
+    assert outcome.ok
+    assert outcome.stderr == "a\ufffdb"

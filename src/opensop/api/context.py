@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 from fastapi import Request
 from starlette.concurrency import run_in_threadpool
 
+from opensop import json_values
 from opensop.auth import Principal, Scope
 from opensop.config import Settings
 from opensop.errors import InvalidPayload, PayloadTooLarge
@@ -88,30 +88,25 @@ async def authenticated(request: Request) -> Principal:
 
 
 async def read_body(request: Request) -> bytes:
-    """The raw body, refused with 413 past the configured limit (checked while reading)."""
+    """The raw body, refused with 413 past the configured limit (checked while reading),
+    but with 401 first when the caller has no valid token."""
     limit = context_of(request).settings.max_body_bytes
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLarge(f"The body is larger than the limit of {limit} bytes.")
+        await _too_large(request, limit)
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
-            raise PayloadTooLarge(f"The body is larger than the limit of {limit} bytes.")
+            await _too_large(request, limit)
         chunks.append(chunk)
     return b"".join(chunks)
 
 
-def _refuse_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
-
-
-def _finite_float(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):  # 1e999: valid JSON syntax, but no JSON value holds it
-        raise ValueError(f"the number {text[:40]} is out of range")
-    return value
+async def _too_large(request: Request, limit: int) -> NoReturn:
+    await authenticated(request)  # a caller without a valid token learns nothing more
+    raise PayloadTooLarge(f"The body is larger than the limit of {limit} bytes.")
 
 
 def parse_json(body: bytes, *, optional: bool = False) -> Any:
@@ -123,39 +118,16 @@ def parse_json(body: bytes, *, optional: bool = False) -> Any:
     if optional and not body.strip():
         return None
     try:
-        value = json.loads(body, parse_constant=_refuse_constant, parse_float=_finite_float)
+        value = json_values.loads(body)
     except (ValueError, RecursionError) as error:
         reason = error.msg if isinstance(error, json.JSONDecodeError) else str(error)
         raise InvalidPayload(f"The request body is not valid JSON: {reason}.") from None
     # Only \u escapes can produce such characters in a body that decoded as UTF-8.
-    if b"\\u" in body and _has_unstorable_text(value):
+    if b"\\u" in body and json_values.has_unstorable_text(value):
         raise InvalidPayload(
             "The request body contains a NUL character or an unpaired surrogate escape."
         )
     return value
-
-
-def _has_unstorable_text(value: Any) -> bool:
-    stack = [value]
-    while stack:
-        current = stack.pop()
-        if isinstance(current, str):
-            if "\x00" in current or _has_surrogate(current):
-                return True
-        elif isinstance(current, dict):
-            stack.extend(current.keys())
-            stack.extend(current.values())
-        elif isinstance(current, list):
-            stack.extend(current)
-    return False
-
-
-def _has_surrogate(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return True
-    return False
 
 
 def json_object(body: bytes, *, optional: bool = False) -> dict[str, Any]:

@@ -6,9 +6,9 @@ import logging
 import uuid
 
 from fastapi.responses import JSONResponse
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 
-from opensop.errors import ErrorCode, OpenSOPError
+from opensop.errors import ErrorCode, InvalidPayload, OpenSOPError
 
 log = logging.getLogger("opensop.api")
 
@@ -18,7 +18,13 @@ def error_response(error: OpenSOPError, headers: dict[str, str] | None = None) -
 
 
 def internal_error_response(request: Request, error: Exception) -> JSONResponse:
-    """500 with an id that finds the logged traceback; nothing internal reaches the caller."""
+    """500 with an id that finds the logged traceback; nothing internal reaches the caller.
+
+    A client that went away while sending its body is no internal error: a line in the
+    log, and an answer nobody reads."""
+    if isinstance(error, ClientDisconnect):
+        log.info("client went away during %s %s", request.method, request.url.path)
+        return error_response(InvalidPayload("The client closed the connection mid-body."))
     request_id = uuid.uuid4().hex
     log.error(
         "internal error (request %s) on %s %s",

@@ -28,7 +28,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from opensop.api import routes_instances
 from opensop.api.context import InFlight
 from opensop.api.errors import error_response, internal_error_response
-from opensop.errors import OpenSOPError
+from opensop.errors import InvalidQuery, NotFound, OpenSOPError
 
 Endpoint = Callable[..., Awaitable[Response]]
 
@@ -62,6 +62,11 @@ class HotRoutes:
         self.in_flight.count += 1
         try:
             method, path = scope["method"], scope["path"]
+            if "\x00" in path or b"%00" in scope["query_string"]:
+                # No name holds a NUL (PostgreSQL could not even compare one): no route,
+                # and no query, can mean one.
+                await _refuse_nul(scope, receive, send)
+                return
             for route_method, pattern, endpoint in HOT_ROUTES:
                 if method == route_method:
                     match = pattern.fullmatch(path)
@@ -71,6 +76,14 @@ class HotRoutes:
             await self.app(scope, receive, send)
         finally:
             self.in_flight.count -= 1
+
+
+async def _refuse_nul(scope: Scope, receive: Receive, send: Send) -> None:
+    if "\x00" in scope["path"]:
+        error: OpenSOPError = NotFound("No such route.")
+    else:
+        error = InvalidQuery("A query parameter holds a NUL character.")
+    await error_response(error)(scope, receive, send)
 
 
 async def _serve(

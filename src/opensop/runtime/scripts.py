@@ -46,6 +46,8 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, cast
 
+from opensop import json_values
+
 log = logging.getLogger("opensop.runtime.scripts")
 
 STDOUT_LIMIT = 1024 * 1024
@@ -259,7 +261,7 @@ async def _run(
     finally:
         transport.close()
 
-    stderr = bytes(collector.stderr).decode("utf-8", errors="replace")
+    stderr = json_values.storable_text(bytes(collector.stderr).decode("utf-8", errors="replace"))
 
     def failed(code: ScriptErrorCode, message: str, status: int | None = None) -> ScriptOutcome:
         return _failed(started, code, message, exit_status=status, stderr=stderr)
@@ -417,17 +419,15 @@ def _parse_outputs(raw: bytes) -> tuple[dict[str, Any] | None, str | None]:
     if not text.strip():
         return None, "stdout is empty; the script must print a JSON object"
     try:
-        value = json.loads(text, parse_constant=_refuse_constant)
+        value = json_values.loads(text)
     except (ValueError, RecursionError) as exc:
         # RecursionError: absurdly deep nesting; ValueError covers JSONDecodeError.
         return None, f"stdout is not a JSON object: {exc}"
     if not isinstance(value, dict):
         return None, f"stdout is {_json_kind(value)}, not a JSON object"
+    if json_values.has_unstorable_text(value):
+        return None, "stdout holds a NUL character or an unpaired surrogate, which no store keeps"
     return value, None
-
-
-def _refuse_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
 
 
 def _json_kind(value: object) -> str:
