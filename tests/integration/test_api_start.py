@@ -234,6 +234,13 @@ def test_a_body_over_the_limit_without_a_valid_token_is_401_first(
         assert_error(response, 401, "unauthorized")
 
 
+def test_a_trailing_slash_names_no_route(client: httpx.Client, typed: str) -> None:
+    response = client.post(f"/sop/{typed}/start/", json={"inputs": VALID})
+
+    assert_error(response, 404, "not_found")
+    assert count(client, process=typed) == 0
+
+
 def test_nul_in_a_path_or_query_is_refused_before_any_lookup(
     client: httpx.Client, typed: str
 ) -> None:

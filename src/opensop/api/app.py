@@ -63,6 +63,9 @@ def create_app(service: Service, settings: Settings, *, runner_concurrency: int 
         redoc_url=None,
         openapi_url="/openapi.json",
     )
+    # A trailing slash names no route: 404 in the envelope, not a bodiless 307 (both
+    # /sop and /sop/ are routes of their own).
+    app.router.redirect_slashes = False
     in_flight = InFlight()
     app.state.context = ApiContext(service=service, settings=settings, in_flight=in_flight)
     _install_error_handlers(app)
