@@ -88,9 +88,9 @@ class Database:
         ``work`` rolls back exactly what ``work`` did, and reaches the caller.
         """
         if self._writer is not None:
-            inside = self._writer.current()
-            if inside is not None:
-                return _in_savepoint(inside, work)
+            if self._writer.current() is not None:  # in a call_writing action
+                with self._writer.nested() as conn:
+                    return work(conn)
             return self._writer.run(work)
         with self.write() as conn:
             return work(conn)
@@ -100,8 +100,9 @@ class Database:
         off the event loop, where its writes are cheapest, and await its result.
 
         On SQLite the whole action is one unit of the group-commit writer: its reads and
-        writes share the unit's transaction (``run_write`` nests in a savepoint, ``read``
-        reads in it), and the result arrives once that transaction is committed. The
+        writes share the unit's transaction, and the result arrives once that transaction
+        is committed. A nested write that fails fails the whole action, caught or not
+        (``GroupCommitWriter.nested``). The
         action must not block on anything but this database. ``alone`` says nothing else
         waits on the event loop: then, when the writer is idle, the unit runs inline on the
         loop's thread (``GroupCommitWriter.run_async``). On PostgreSQL the action runs in a
@@ -126,10 +127,10 @@ class Database:
         busy timeout) instead of failing halfway through. So never nest ``write()`` on
         SQLite: the inner one would wait for the lock the outer one holds, then fail.
         """
-        inside = None if self._writer is None else self._writer.current()
-        if inside is not None:  # in a call_writing action: nest instead of deadlocking
-            with _savepoint(inside):
-                yield inside
+        if self._writer is not None and self._writer.current() is not None:
+            # In a call_writing action: join it instead of deadlocking on the lock.
+            with self._writer.nested() as conn:
+                yield conn
             return
         with self.engine.begin() as conn:
             yield conn
@@ -180,27 +181,6 @@ class Database:
             if options:
                 conn.execution_options(**options)
             yield conn
-
-
-@contextmanager
-def _savepoint(conn: Connection) -> Iterator[None]:
-    """A savepoint straight on the SQLite driver connection (the writer thread owns it):
-    what the block wrote is undone if it raises, and the enclosing unit goes on."""
-    driver = conn.connection.driver_connection
-    assert driver is not None
-    driver.execute("SAVEPOINT nested")
-    try:
-        yield
-    except BaseException:
-        driver.execute("ROLLBACK TO nested")
-        driver.execute("RELEASE nested")
-        raise
-    driver.execute("RELEASE nested")
-
-
-def _in_savepoint(conn: Connection, work: Callable[[Connection], T]) -> T:
-    with _savepoint(conn):
-        return work(conn)
 
 
 def alembic_config(connection: Connection) -> Config:

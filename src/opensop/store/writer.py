@@ -60,6 +60,7 @@ class _Unit:
 
     work: Callable[[Connection], Any]
     future: Future[Any] | None = None
+    broken: BaseException | None = None  # a nested write failed: the unit cannot commit
     loop: asyncio.AbstractEventLoop | None = None
     awaited: asyncio.Future[Any] | None = None
     after_commit: list[Callable[[], None]] = field(default_factory=list)
@@ -145,6 +146,23 @@ class GroupCommitWriter:
         """The connection of the unit running on this thread, if this is the writer
         thread inside a unit."""
         return self._running.conn
+
+    @contextmanager
+    def nested(self) -> Iterator[Connection]:
+        """The running unit's connection, for a write nested in it (``run_write`` inside
+        ``call_writing``), with no savepoint of its own: if the nested write fails, the
+        whole unit fails with that error and writes nothing, even when the code around
+        the write catches the error and carries on. (A savepoint would cost two more
+        statements per write, to serve code that does not exist.)"""
+        unit, conn = self._running.unit, self._running.conn
+        if unit is None or conn is None:
+            raise RuntimeError("nested() outside a unit of work")
+        try:
+            yield conn
+        except BaseException as error:
+            if unit.broken is None:
+                unit.broken = error
+            raise
 
     def after_commit(self, callback: Callable[[], None]) -> bool:
         """Defer ``callback`` until the running unit's batch commits; False outside a
@@ -248,9 +266,12 @@ class GroupCommitWriter:
     def _work(self, conn: Connection, unit: _Unit) -> Any:
         self._running.unit, self._running.conn = unit, conn
         try:
-            return unit.work(conn)
+            result = unit.work(conn)
         finally:
             self._running.unit = self._running.conn = None
+        if unit.broken is not None:  # a nested write failed and its error was caught
+            raise unit.broken
+        return result
 
     def _run_alone(self, conn: Connection, unit: _Unit) -> None:
         """A unit alone in its transaction needs no savepoint: the transaction is its
