@@ -52,7 +52,7 @@ from common import (
     source_line,
     terminate_as_exit,
 )
-from keepalive import CLIENT_KINDS, Connection, HttpError, connect, run_async
+from keepalive import BLOCKING_KINDS, CLIENT_KINDS, Connection, HttpError, connect, run_async
 from sqlite_floor import Floor
 from sqlite_floor import measure as measure_floor
 
@@ -234,9 +234,17 @@ async def drive(
     tally = Tally()
     deadline = time.monotonic() + max_seconds
     started = time.perf_counter()
-    await asyncio.gather(
-        *(client_loop(kind, port, token, each, deadline, tally) for _ in range(clients))
-    )
+    if kind in BLOCKING_KINDS:  # one thread (and event loop) per client
+        await asyncio.gather(
+            *(
+                asyncio.to_thread(run_async, client_loop(kind, port, token, each, deadline, tally))
+                for _ in range(clients)
+            )
+        )
+    else:
+        await asyncio.gather(
+            *(client_loop(kind, port, token, each, deadline, tally) for _ in range(clients))
+        )
     return tally, time.perf_counter() - started
 
 
