@@ -100,13 +100,10 @@ def _complete_answer(buffer: bytearray) -> tuple[int, bytes, bool] | None:
     return int(head[9:12]), body, keep_alive
 
 
-class RawConnection:
-    """HTTP/1.1 on one asyncio protocol (no streams, no parsing library), reopened only
-    when the server closes it: the cheapest Python client we have."""
+class _HandWritten:
+    """What the hand-written clients share: the checked address and the request bytes."""
 
-    def __init__(
-        self, host: str, port: int, token: str, *, timeout: float = REQUEST_TIMEOUT
-    ) -> None:
+    def __init__(self, host: str, port: int, token: str, timeout: float) -> None:
         _check_host(host)
         self.host = host
         self.port = port
@@ -116,6 +113,21 @@ class RawConnection:
             f"Host: {host}:{port}\r\nAuthorization: Bearer {token}\r\n"
             "Content-Type: application/json\r\n"
         ).encode()
+
+    def _message(self, method: str, path: str, body: bytes | None) -> bytes:
+        payload = body or b""
+        head = f"{method} {path} HTTP/1.1\r\n".encode() + self._fixed
+        return head + b"Content-Length: %d\r\n\r\n" % len(payload) + payload
+
+
+class RawConnection(_HandWritten):
+    """HTTP/1.1 on one asyncio protocol (no streams, no parsing library), reopened only
+    when the server closes it: the cheapest Python client we have."""
+
+    def __init__(
+        self, host: str, port: int, token: str, *, timeout: float = REQUEST_TIMEOUT
+    ) -> None:
+        _HandWritten.__init__(self, host, port, token, timeout)
         self._reader: _AnswerReader | None = None
 
     async def __aenter__(self) -> RawConnection:
@@ -125,9 +137,7 @@ class RawConnection:
         await self.close()
 
     async def request(self, method: str, path: str, body: bytes | None = None) -> tuple[int, bytes]:
-        payload = body or b""
-        head = f"{method} {path} HTTP/1.1\r\n".encode() + self._fixed
-        head += b"Content-Length: %d\r\n\r\n" % len(payload)
+        message = self._message(method, path, body)
         loop = asyncio.get_running_loop()
         try:
             if self._reader is None or self._reader.lost is not None:
@@ -137,7 +147,7 @@ class RawConnection:
             reader = self._reader
             assert reader.transport is not None
             reader.waiter = loop.create_future()
-            reader.transport.write(head + payload)
+            reader.transport.write(message)
             # One timer per request, cancelled with the answer.
             timer = loop.call_later(self.timeout, _expire, reader.waiter)
             try:
@@ -162,7 +172,7 @@ def _expire(waiter: asyncio.Future[tuple[int, bytes, bool]]) -> None:
         waiter.set_exception(TimeoutError("no answer in time"))
 
 
-class SocketConnection:
+class SocketConnection(_HandWritten):
     """HTTP/1.1 on a plain blocking socket: no event loop work at all per request, so
     the least client CPU between the server's answers. ``request`` is declared async for
     the common interface but blocks: run one such client per thread (``BLOCKING_KINDS``).
@@ -171,14 +181,7 @@ class SocketConnection:
     def __init__(
         self, host: str, port: int, token: str, *, timeout: float = REQUEST_TIMEOUT
     ) -> None:
-        _check_host(host)
-        self.host = host
-        self.port = port
-        self.timeout = timeout
-        self._fixed = (
-            f"Host: {host}:{port}\r\nAuthorization: Bearer {token}\r\n"
-            "Content-Type: application/json\r\n"
-        ).encode()
+        _HandWritten.__init__(self, host, port, token, timeout)
         self._sock: socket.socket | None = None
         self._buffer = bytearray()
 
@@ -189,15 +192,13 @@ class SocketConnection:
         await self.close()
 
     async def request(self, method: str, path: str, body: bytes | None = None) -> tuple[int, bytes]:
-        payload = body or b""
-        head = f"{method} {path} HTTP/1.1\r\n".encode() + self._fixed
-        head += b"Content-Length: %d\r\n\r\n" % len(payload)
+        message = self._message(method, path, body)
         try:
             if self._sock is None:
                 self._sock = socket.create_connection((self.host, self.port), self.timeout)
                 self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                 self._buffer.clear()
-            self._sock.sendall(head + payload)
+            self._sock.sendall(message)
             while (answer := _complete_answer(self._buffer)) is None:
                 chunk = self._sock.recv(65536)
                 if not chunk:
