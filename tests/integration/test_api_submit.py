@@ -239,6 +239,19 @@ def test_a_submission_that_is_not_json_is_400(client: httpx.Client) -> None:
     assert_error(response, 400, "invalid_payload")
 
 
+def test_instance_ids_are_case_insensitive_like_every_ulid(client: httpx.Client) -> None:
+    name = three_forms(client)
+    instance_id = start(client, name)["id"]
+
+    response = client.post(
+        f"/sop/{name}/{instance_id.lower()}/steps/a/submit", json={"outputs": {"note": "x"}}
+    )
+
+    assert response.status_code == 200, response.text
+    assert response.json()["instance"]["id"] == instance_id
+    assert client.get(f"/sop/{name}/{instance_id.lower()}").json()["id"] == instance_id
+
+
 def test_unknown_step_instance_or_process_is_404(client: httpx.Client) -> None:
     name = three_forms(client)
     instance_id = start(client, name)["id"]

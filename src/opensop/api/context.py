@@ -76,7 +76,9 @@ async def as_caller(
         return action(principal)
 
     if writes:
-        return await service.db.call_writing(run, alone=context.in_flight.count <= 1)
+        return await service.db.call_writing(
+            run, alone=context.in_flight.count <= 1, offload=run_in_threadpool
+        )
     return await run_in_threadpool(run)
 
 

@@ -108,8 +108,8 @@ async def get_instance(request: Request, name: str, instance_id: str) -> JSONRes
     service = context_of(request).service
 
     def act(principal: Principal) -> Any:
-        check_id(instance_id)
-        return service.get_instance(principal, name, instance_id)
+        canonical = check_id(instance_id)
+        return service.get_instance(principal, name, canonical)
 
     return JSONResponse(serialize.instance_json(await as_caller(request, act, Scope.VIEW)))
 
@@ -119,8 +119,8 @@ async def get_steps(request: Request, name: str, instance_id: str) -> JSONRespon
     service = context_of(request).service
 
     def act(principal: Principal) -> Any:
-        check_id(instance_id)
-        return service.get_instance(principal, name, instance_id)
+        canonical = check_id(instance_id)
+        return service.get_instance(principal, name, canonical)
 
     return JSONResponse(serialize.steps_json(await as_caller(request, act, Scope.VIEW)))
 
@@ -130,8 +130,8 @@ async def get_events(request: Request, name: str, instance_id: str) -> list[dict
     service = context_of(request).service
 
     def act(principal: Principal) -> Any:
-        check_id(instance_id)
-        return service.instance_events(principal, name, instance_id)
+        canonical = check_id(instance_id)
+        return service.instance_events(principal, name, canonical)
 
     rows = await as_caller(request, act, Scope.VIEW)
     return [{**row, "created_at": serialize.timestamp(row["created_at"])} for row in rows]
@@ -143,11 +143,11 @@ async def submit(request: Request, name: str, instance_id: str, step_id: str) ->
     service = context_of(request).service
 
     def act(principal: Principal) -> Any:
-        check_id(instance_id)
+        canonical = check_id(instance_id)
         body = parse_json(raw)
         payload = body if isinstance(body, dict) else {"outputs": body}
         _refuse_unknown(payload, {"outputs", "decided_by", "confidence", "lease_token"})
-        return service.submit(principal, name, instance_id, step_id, payload)
+        return service.submit(principal, name, canonical, step_id, payload)
 
     submitted = await as_caller(request, act, Scope.ADVANCE, writes=True)
     step = submitted.view.definition.step(step_id)
@@ -165,7 +165,7 @@ async def cancel(request: Request, name: str, instance_id: str) -> JSONResponse:
     service = context_of(request).service
 
     def act(principal: Principal) -> Any:
-        check_id(instance_id)
+        canonical = check_id(instance_id)
         body = parse_json(raw, optional=True)
         if body is not None and not isinstance(body, dict):
             raise InvalidInputs(
@@ -180,17 +180,21 @@ async def cancel(request: Request, name: str, instance_id: str) -> JSONResponse:
                 "reason must be a string of at most 2000 characters.",
                 [{"field": "reason", "code": "type_mismatch", "expected": "string"}],
             )
-        return service.cancel(principal, name, instance_id, reason)
+        return service.cancel(principal, name, canonical, reason)
 
     return JSONResponse(
         serialize.instance_json(await as_caller(request, act, Scope.CANCEL, writes=True))
     )
 
 
-def check_id(instance_id: str) -> None:
-    # Anything that cannot be a ULID cannot name an instance: answer without a query.
+def check_id(instance_id: str) -> str:
+    """The instance id as stored (ULIDs are case-insensitive; we store upper case).
+
+    Anything that cannot be a ULID cannot name an instance: answer without a query.
+    """
     if len(instance_id) != _ULID_LENGTH or not instance_id.isalnum():
         raise NotFound(f"No instance {instance_id[:40]!r}.")
+    return instance_id.upper()
 
 
 def _refuse_unknown(body: dict[str, Any], allowed: set[str]) -> None:

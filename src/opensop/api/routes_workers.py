@@ -62,8 +62,8 @@ async def fail(request: Request, name: str, instance_id: str, step_id: str) -> J
     work = context_of(request).service.work
 
     def act(principal: Principal) -> Any:
-        check_id(instance_id)
-        return work.fail_step(principal, name, instance_id, step_id, json_object(raw))
+        canonical = check_id(instance_id)
+        return work.fail_step(principal, name, canonical, step_id, json_object(raw))
 
     failed = await as_caller(request, act, Scope.ADVANCE, writes=True)
     step = failed.view.definition.step(step_id)
@@ -80,7 +80,7 @@ async def retry(request: Request, name: str, instance_id: str, step_id: str) -> 
     work = context_of(request).service.work
 
     def act(principal: Principal) -> Any:
-        check_id(instance_id)
-        return work.retry_step(principal, name, instance_id, step_id)
+        canonical = check_id(instance_id)
+        return work.retry_step(principal, name, canonical, step_id)
 
     return serialize.instance_json(await as_caller(request, act, Scope.ADVANCE, writes=True))

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Final, Literal, TypeVar
@@ -95,7 +95,13 @@ class Database:
         with self.write() as conn:
             return work(conn)
 
-    async def call_writing(self, action: Callable[[], T], *, alone: bool = False) -> T:
+    async def call_writing(
+        self,
+        action: Callable[[], T],
+        *,
+        alone: bool = False,
+        offload: Callable[[Callable[[], T]], Awaitable[T]] = asyncio.to_thread,
+    ) -> T:
         """Run ``action`` (blocking code that reads and writes through this database)
         off the event loop, where its writes are cheapest, and await its result.
 
@@ -106,11 +112,11 @@ class Database:
         action must not block on anything but this database. ``alone`` says nothing else
         waits on the event loop: then, when the writer is idle, the unit runs inline on the
         loop's thread (``GroupCommitWriter.run_async``). On PostgreSQL the action runs in a
-        worker thread, opening its own transactions.
+        worker thread (``offload``: the caller's thread pool), opening its own transactions.
         """
         if self._writer is not None:
             return await self._writer.run_async(lambda conn: action(), alone=alone)
-        return await asyncio.to_thread(action)
+        return await offload(action)
 
     def after_commit(self, callback: Callable[[], None]) -> None:
         """Call ``callback`` once what was written so far is committed: at once, unless
