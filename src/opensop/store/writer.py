@@ -128,7 +128,12 @@ class GroupCommitWriter:
 
         ``alone``: nothing else is waiting on this loop, so if the writer is idle the unit
         may run inline (see the module docstring)."""
-        if alone and self._queue.empty() and self._conn_lock.acquire(blocking=False):
+        if (
+            alone
+            and not self._closed
+            and self._queue.empty()
+            and self._conn_lock.acquire(blocking=False)
+        ):
             try:
                 unit = _Unit(work, future=Future())
                 ran = self._run_inline(unit)
@@ -143,8 +148,8 @@ class GroupCommitWriter:
         return await awaited
 
     def current(self) -> Connection | None:
-        """The connection of the unit running on this thread, if this is the writer
-        thread inside a unit."""
+        """The connection of the unit running on this thread (the writer thread, or a
+        caller running a unit inline), if one is running."""
         return self._running.conn
 
     @contextmanager
