@@ -134,7 +134,8 @@ class Service:
         last = self._touched.get(record.id)
         if last is None or now - last > _TOKEN_TOUCH_INTERVAL:
             self._touched[record.id] = now
-            self.db.run_write(lambda conn: token_store.touch_token(conn, record.id, now))
+            # Advisory: never wait for the write lock (nor fail) because of it.
+            self.db.write_soon(lambda conn: token_store.touch_token(conn, record.id, now))
         return Principal(
             record.id, record.workspace_id, record.name, frozenset(Scope(s) for s in record.scopes)
         )
@@ -567,7 +568,7 @@ class Service:
         stored = self.load_for(conn, principal, name, instance_id, for_update=True)
         step_run = stored.run.steps.get(step_id)
         if step_run is None:
-            raise NotFound(f"Instance {instance_id} has no step '{step_id}'.")
+            raise NotFound(f"Instance {instance_id} has no step '{step_id[:128]}'.")
         machine.ensure_submittable(stored.run, step_run)
         self.work.check_lease(stored, step_id, lease_token, now)
         return stored

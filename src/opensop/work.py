@@ -227,7 +227,7 @@ class Work:
         def retry(conn: sa.Connection) -> InstanceView:
             stored = self.service.load_for(conn, principal, name, instance_id, for_update=True)
             if step_id not in stored.run.steps:
-                raise NotFound(f"Instance {instance_id} has no step '{step_id}'.")
+                raise NotFound(f"Instance {instance_id} has no step '{step_id[:128]}'.")
             definition = self.service.definition_by_id(conn, stored.process_id)
             transition = background.retry_failed_step(
                 stored.run, definition, step_id, now, principal.actor

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sqlite3
 from collections.abc import Callable
 
 import httpx
@@ -62,6 +63,8 @@ PROTECTED_AND_INVALID = [
     ("GET", "/sop/customer-onboarding/not-an-id", None),
     ("GET", "/sop/instances?state=bogus", None),
     ("GET", "/sop/instances?limit=500", None),
+    ("GET", "/sop/instances?process=a%00b", None),
+    ("POST", "/sop/customer-onboarding/start?x=%00", b'{"inputs": {}}'),
 ]
 
 
@@ -388,3 +391,23 @@ def test_submitting_records_the_token_as_actor_when_no_one_is_named(
     step = submitted(client, name, instance_id, "fill", {"note": "done"})
 
     assert isinstance(step["decided_by"], str) and step["decided_by"]
+
+
+def test_a_token_first_used_while_another_process_holds_the_write_lock_still_reads(
+    client: httpx.Client, server: Server
+) -> None:
+    if not server.database_url.startswith("sqlite"):
+        pytest.skip("the write lock is SQLite's")
+    created = create_token(client, ["view"])
+    holder = sqlite3.connect(sa.make_url(server.database_url).database or "", timeout=0)
+    holder.execute("BEGIN IMMEDIATE")  # as another process busy writing would
+    try:
+        with server.client(token=created["token"]) as reader:
+            # Recording the token's first use is a write; it must not hold the read up.
+            answer = reader.get("/sop/instances?limit=1")
+            still_held = holder.in_transaction
+    finally:
+        holder.rollback()
+        holder.close()
+    assert answer.status_code == 200, answer.text
+    assert still_held

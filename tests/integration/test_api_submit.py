@@ -250,6 +250,8 @@ def test_instance_ids_are_case_insensitive_like_every_ulid(client: httpx.Client)
     assert response.status_code == 200, response.text
     assert response.json()["instance"]["id"] == instance_id
     assert client.get(f"/sop/{name}/{instance_id.lower()}").json()["id"] == instance_id
+    # Letters outside ASCII are no ULID, even when upper-casing would make them one.
+    assert_error(client.get(f"/sop/{name}/{'ß' * 26}"), 404, "not_found")
 
 
 def test_unknown_step_instance_or_process_is_404(client: httpx.Client) -> None:

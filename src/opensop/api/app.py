@@ -12,6 +12,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from opensop.api import (
     routes_instances,
@@ -112,6 +113,10 @@ def _install_error_handlers(app: FastAPI) -> None:
             "details": details,
         }
         return JSONResponse(body, status_code=422)
+
+    @app.exception_handler(ClientDisconnect)
+    async def handle_gone(request: Request, error: ClientDisconnect) -> JSONResponse:
+        return internal_error_response(request, error)  # a log line, not an error
 
     @app.exception_handler(Exception)
     async def handle_unexpected(request: Request, error: Exception) -> JSONResponse:

@@ -26,7 +26,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from opensop.api import routes_instances
-from opensop.api.context import InFlight
+from opensop.api.context import InFlight, authenticated
 from opensop.api.errors import error_response, internal_error_response
 from opensop.errors import InvalidQuery, NotFound, OpenSOPError
 
@@ -79,10 +79,15 @@ class HotRoutes:
 
 
 async def _refuse_nul(scope: Scope, receive: Receive, send: Send) -> None:
+    error: OpenSOPError
     if "\x00" in scope["path"]:
-        error: OpenSOPError = NotFound("No such route.")
+        error = NotFound("No such route.")
     else:
         error = InvalidQuery("A query parameter holds a NUL character.")
+        try:  # the token first, as for every other check of a request
+            await authenticated(Request(scope, receive))
+        except OpenSOPError as unauthorized:
+            error = unauthorized
     await error_response(error)(scope, receive, send)
 
 

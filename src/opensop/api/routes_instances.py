@@ -192,7 +192,7 @@ def check_id(instance_id: str) -> str:
 
     Anything that cannot be a ULID cannot name an instance: answer without a query.
     """
-    if len(instance_id) != _ULID_LENGTH or not instance_id.isalnum():
+    if len(instance_id) != _ULID_LENGTH or not (instance_id.isascii() and instance_id.isalnum()):
         raise NotFound(f"No instance {instance_id[:40]!r}.")
     return instance_id.upper()
 

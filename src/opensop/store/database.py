@@ -15,6 +15,7 @@ against ``opensop.store.tables``.
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -30,6 +31,8 @@ from opensop.store import postgres, sqlite
 from opensop.store.writer import GroupCommitWriter
 
 T = TypeVar("T")
+
+log = logging.getLogger("opensop.store")
 
 MIGRATIONS_DIR: Final = Path(__file__).with_name("migrations")
 
@@ -94,6 +97,20 @@ class Database:
             return self._writer.run(work)
         with self.write() as conn:
             return work(conn)
+
+    def write_soon(self, work: Callable[[Connection], object]) -> None:
+        """Write ``work`` without waiting for it, for advisory updates (a token's last
+        use) that must never hold up, nor fail, the request that causes them: on SQLite
+        it is queued for the writer (the write lock may be busy for seconds); on
+        PostgreSQL it runs now. A failure is logged."""
+        if self._writer is not None:
+            self._writer.submit(work)
+            return
+        try:
+            with self.write() as conn:
+                work(conn)
+        except sa.exc.SQLAlchemyError as error:
+            log.warning("an advisory write failed: %s", error)
 
     async def call_writing(
         self,

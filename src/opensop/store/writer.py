@@ -85,6 +85,11 @@ class _Unit:
             self.loop.call_soon_threadsafe(_settle, self.awaited, False, error)
 
 
+def _log_failure(future: Future[Any]) -> None:
+    if future.exception() is not None:
+        log.warning("a write nobody waited for failed: %s", future.exception())
+
+
 def _settle(awaited: asyncio.Future[Any], ok: bool, value: Any) -> None:
     if awaited.cancelled():  # the caller went away; the unit's outcome stands
         return
@@ -122,6 +127,12 @@ class GroupCommitWriter:
         future: Future[T] = Future()
         self._enqueue(_Unit(work, future=future))
         return future.result()
+
+    def submit(self, work: Callable[[Connection], Any]) -> None:
+        """Queue ``work`` without waiting for it; a failure is logged, not raised."""
+        future: Future[Any] = Future()
+        future.add_done_callback(_log_failure)
+        self._enqueue(_Unit(work, future=future))
 
     async def run_async(self, work: Callable[[Connection], T], *, alone: bool = False) -> T:
         """``run`` for an event loop: awaits the commit without blocking a thread.
@@ -317,7 +328,9 @@ def _begin_immediate(driver: sqlite3.Connection, *, wait: bool) -> bool:
             driver.execute("BEGIN IMMEDIATE")
             return True
         except sqlite3.OperationalError as error:
-            if getattr(error, "sqlite_errorcode", sqlite3.SQLITE_BUSY) != sqlite3.SQLITE_BUSY:
+            # Extended codes (SQLITE_BUSY_RECOVERY ...) keep the primary code in the low byte.
+            code = getattr(error, "sqlite_errorcode", sqlite3.SQLITE_BUSY) & 0xFF
+            if code != sqlite3.SQLITE_BUSY:
                 raise
             if not wait:
                 return False
