@@ -75,8 +75,13 @@ def create_app(service: Service, settings: Settings, *, runner_concurrency: int 
     app.include_router(routes_processes.router)
     app.include_router(routes_workers.router)
     app.include_router(routes_instances.router)
-    app.add_middleware(HotRoutes, in_flight=in_flight)
     return app
+
+
+def serving_app(app: FastAPI) -> HotRoutes:
+    """What the server serves: the hot routes in front of the app (``api/hot_routes.py``)."""
+    context: ApiContext = app.state.context
+    return HotRoutes(app, context.in_flight)
 
 
 def _install_error_handlers(app: FastAPI) -> None:

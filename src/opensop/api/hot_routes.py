@@ -1,18 +1,18 @@
 """A short way in for the busiest routes (start and submit), and the count of requests
 in flight.
 
-FastAPI's router tries each route's pattern in turn and then solves the endpoint's
-dependencies; for a start or a submit that is a sizeable share of the request's Python
-time. This middleware matches the two busiest paths itself and calls the very same
-endpoint functions (which take the request and their path parameters and build their
-own response), answering errors with the same envelopes as the app's exception
+FastAPI's application layers (its telemetry check, Starlette's error middleware) and its
+router (each route's pattern in turn, then the endpoint's dependencies) are a sizeable
+share of a start's or a submit's Python time. ``HotRoutes`` sits in front of the whole
+FastAPI app (``serving_app``): it matches the two busiest paths itself and calls the very
+same endpoint functions (which take the request and their path parameters and build
+their own response), answering errors with the same envelopes as the app's exception
 handlers. Every other request, and any method or path these patterns do not match
-exactly, goes through FastAPI as usual; the routes stay registered there too, for
-OpenAPI.
+exactly, goes to FastAPI as usual; the routes stay registered there too, for OpenAPI.
 
-Being the outermost of the app's own layers, it also counts the HTTP requests being
-served (``InFlight``): a write that is the only request in flight may run inline instead
-of through the group-commit writer thread (``Database.call_writing``).
+Being in front of everything, it also counts the HTTP requests being served
+(``InFlight``): a write that is the only request in flight may run inline instead of
+through the group-commit writer thread (``Database.call_writing``).
 """
 
 from __future__ import annotations
@@ -48,8 +48,8 @@ HOT_ROUTES: Final[tuple[tuple[str, re.Pattern[str], Endpoint], ...]] = (
 
 
 class HotRoutes:
-    """ASGI middleware: serves ``HOT_ROUTES`` directly, passes everything else on, and
-    keeps ``in_flight`` up to date."""
+    """ASGI app in front of the FastAPI ``app``: serves ``HOT_ROUTES`` directly, passes
+    everything else (lifespan events too) on, and keeps ``in_flight`` up to date."""
 
     def __init__(self, app: ASGIApp, in_flight: InFlight) -> None:
         self.app = app
@@ -60,6 +60,7 @@ class HotRoutes:
             await self.app(scope, receive, send)
             return
         self.in_flight.count += 1
+        scope["app"] = self.app  # as Starlette does: endpoints find their context there
         try:
             method, path = scope["method"], scope["path"]
             if "\x00" in path or b"%00" in scope["query_string"]:

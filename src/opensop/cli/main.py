@@ -175,7 +175,7 @@ def serve(
     """Start the HTTP server with the engine in the same process."""
     import uvicorn
 
-    from opensop.api.app import create_app
+    from opensop.api.app import create_app, serving_app
     from opensop.auth import BootstrapTokenRefused, BootstrapTokenRevoked
     from opensop.server import load_folder
     from opensop.store.database import redact_url
@@ -223,7 +223,7 @@ def serve(
     gc.freeze()
     gc.set_threshold(20_000, 20, 20)
     uvicorn.run(
-        app_instance,
+        serving_app(app_instance),
         host=settings.host,
         port=settings.port,
         log_level="warning",
