@@ -16,9 +16,8 @@ import httpx
 import pytest
 from tests.support.api import assert_error, start, step_states
 from tests.support.background import settle, write_script
-from tests.support.server import REPO_ROOT, running_server
-
-REFERENCE_DIR = REPO_ROOT.parent / "shared" / "reference-processes"
+from tests.support.reference import REFERENCE_DIR
+from tests.support.server import running_server
 
 # file -> (inputs to start it with, its first step and what that step waits for)
 RUNNABLE: dict[str, tuple[dict[str, Any], str, str]] = {

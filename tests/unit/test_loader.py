@@ -9,18 +9,16 @@ from __future__ import annotations
 
 import json
 import textwrap
-from pathlib import Path
 from typing import Any
 
 import pytest
 from pydantic import ValidationError
+from tests.support.reference import REFERENCE_DIR
 
 from opensop.definition.loader import Profile, load_definition
 from opensop.definition.models import ProcessDefinition, WebhookStep
 from opensop.definition.problems import DefinitionError, Problem
 from opensop.definition.source import load_source
-
-REFERENCE_DIR = Path(__file__).parents[2].parent / "shared" / "reference-processes"
 
 # name, version and number of top-level steps of every reference process.
 REFERENCE_PROCESSES = {

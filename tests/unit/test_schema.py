@@ -11,13 +11,13 @@ from typing import Any
 
 import pytest
 from jsonschema import Draft202012Validator  # type: ignore[import-untyped]
+from tests.support.reference import REFERENCE_DIR
 
 from opensop.definition.loader import load_definition
 from opensop.definition.problems import DefinitionError
 from opensop.definition.schema import SCHEMA_ID, packaged_schema_text, schema_text
 from opensop.definition.source import load_source
 
-REFERENCE_DIR = Path(__file__).parents[2].parent / "shared" / "reference-processes"
 REFERENCE_FILES = sorted(REFERENCE_DIR.glob("*.sop.yaml"))
 # `opensop schema` prints the packaged file, so it cannot regenerate a stale one.
 REGENERATE = (

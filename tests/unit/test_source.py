@@ -15,6 +15,7 @@ import pytest
 import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from tests.support.reference import REFERENCE_DIR
 
 from opensop.definition import source
 from opensop.definition.source import (
@@ -27,7 +28,7 @@ from opensop.definition.source import (
 )
 from opensop.definition.text import SourceFloat, SourceInt, scalar_text
 
-REFERENCE = Path("/work/shared/reference-processes")
+REFERENCE = REFERENCE_DIR
 PROPERTIES = settings(deadline=None, max_examples=300)
 
 LOADERS = ["pure"] + (["libyaml"] if yaml.__with_libyaml__ else [])
