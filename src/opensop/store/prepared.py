@@ -24,6 +24,8 @@ from typing import Any, cast
 import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
 
+from opensop.store import sqlite
+
 Processor = Callable[[Any], Any] | None
 
 
@@ -160,4 +162,4 @@ class Prepared:
 def _sqlite_driver(conn: sa.Connection) -> sqlite3.Connection | None:
     if conn.dialect.name != "sqlite":
         return None
-    return cast(sqlite3.Connection, conn.connection.driver_connection)
+    return sqlite.driver_of(conn)

@@ -114,7 +114,7 @@ def _begin(conn: Connection) -> None:
     mode = cast(SqliteMode, conn.get_execution_options().get(MODE_OPTION, "write"))
     if mode not in ("write", "read", "migrate"):
         raise ValueError(f"unknown {MODE_OPTION} {mode!r}")
-    driver = cast(sqlite3.Connection, conn.connection.driver_connection)
+    driver = driver_of(conn)
     if driver.in_transaction:
         # The group-commit writer began this write transaction on the driver; a Core
         # statement inside it is what made SQLAlchemy begin (see store/writer.py).
@@ -135,8 +135,13 @@ def apply_mode(conn: Connection, mode: SqliteMode) -> None:
     current: dict[str, bool] = conn.connection.info.setdefault(_PRAGMAS_KEY, {})
     # Straight on the driver connection: every transaction begins here, and a full
     # SQLAlchemy execute of these statements costs more than running them.
-    driver = cast(sqlite3.Connection, conn.connection.driver_connection)
+    driver = driver_of(conn)
     for pragma, on in wanted.items():
         if current.get(pragma) != on:
             driver.execute(f"PRAGMA {pragma} = {'ON' if on else 'OFF'}")
             current[pragma] = on
+
+
+def driver_of(conn: Connection) -> sqlite3.Connection:
+    """The sqlite3 connection under a SQLAlchemy connection to SQLite."""
+    return cast(sqlite3.Connection, conn.connection.driver_connection)

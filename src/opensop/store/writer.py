@@ -221,7 +221,7 @@ class GroupCommitWriter:
             # Waiting for the write lock is _begin_immediate's: the writer thread waits,
             # a unit running inline does not. Once BEGIN IMMEDIATE holds the lock, nothing
             # else in a WAL transaction waits for another connection.
-            _driver(self._conn).execute("PRAGMA busy_timeout = 0")
+            sqlite.driver_of(self._conn).execute("PRAGMA busy_timeout = 0")
         return self._conn
 
     def _loop(self) -> None:
@@ -254,7 +254,7 @@ class GroupCommitWriter:
             with _transaction(conn):
                 # Savepoints straight on the driver connection: this thread owns it, and
                 # SQLAlchemy's nested-transaction bookkeeping costs more than the SQL.
-                driver = _driver(conn)
+                driver = sqlite.driver_of(conn)
                 for unit in batch:
                     driver.execute("SAVEPOINT unit")
                     try:
@@ -305,7 +305,7 @@ class GroupCommitWriter:
         """Run a unit alone on the calling thread; False, having done nothing, when
         another process holds the write lock (waiting for it would stall the caller)."""
         conn = self._connection()
-        if not _begin_immediate(_driver(conn), wait=False):
+        if not _begin_immediate(sqlite.driver_of(conn), wait=False):
             return False
         try:
             with _transaction(conn, begun=True):
@@ -340,10 +340,6 @@ def _begin_immediate(driver: sqlite3.Connection, *, wait: bool) -> bool:
         pause = min(pause * 2, 0.05)
 
 
-def _driver(conn: Connection) -> sqlite3.Connection:
-    return cast(sqlite3.Connection, conn.connection.driver_connection)
-
-
 @contextmanager
 def _transaction(conn: Connection, *, begun: bool = False) -> Iterator[None]:
     """A write transaction begun and ended on the driver (cheaper than SQLAlchemy's).
@@ -352,7 +348,7 @@ def _transaction(conn: Connection, *, begun: bool = False) -> Iterator[None]:
     connection; the begin hook (``opensop.store.sqlite``) sees the driver already in
     one and emits nothing, and the end here goes through SQLAlchemy then, so both agree.
     """
-    driver = _driver(conn)
+    driver = sqlite.driver_of(conn)
     if not begun:
         _begin_immediate(driver, wait=True)
     try:
