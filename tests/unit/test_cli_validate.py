@@ -16,15 +16,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.support.reference import REFERENCE_DIR
 
 from opensop.definition.schema import packaged_schema_text
 
-REFERENCE_FILE = (
-    Path(__file__).parents[2].parent
-    / "shared"
-    / "reference-processes"
-    / "morning-briefing.sop.yaml"
-)
+REFERENCE_FILE = REFERENCE_DIR / "morning-briefing.sop.yaml"
 COMPILER_LINE = re.compile(r"^(?P<file>[^:]+):(?P<line>\d+):(?P<column>\d+): (?P<path>\S+): .+$")
 
 FILES = {

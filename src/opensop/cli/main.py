@@ -7,7 +7,7 @@ import json
 import sys
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 
@@ -135,17 +135,32 @@ def _open_service(settings: Settings) -> Service:
     import sqlalchemy as sa
 
     from opensop.server import build_service
-    from opensop.store.database import redact_url
 
     try:
         return build_service(settings)
     except (ValueError, OSError, sa.exc.SQLAlchemyError) as error:
-        reason = str(getattr(error, "orig", None) or error).strip().splitlines()[0]
-        typer.echo(
-            f"error: cannot open the database {redact_url(settings.database_url)}: {reason}",
-            err=True,
-        )
-        raise typer.Exit(2) from None
+        _database_error(settings, error)
+
+
+def _check_database_url(settings: Settings) -> None:
+    """A URL that names no supported store is said at once (before the port is checked)."""
+    from opensop.store.database import dialect_of
+
+    try:
+        dialect_of(settings.database_url)
+    except ValueError as error:
+        _database_error(settings, error)
+
+
+def _database_error(settings: Settings, error: BaseException) -> NoReturn:
+    from opensop.store.database import redact_url
+
+    reason = str(getattr(error, "orig", None) or error).strip().splitlines()[0]
+    typer.echo(
+        f"error: cannot open the database {redact_url(settings.database_url)}: {reason}",
+        err=True,
+    )
+    raise typer.Exit(2) from None
 
 
 @app.command()
@@ -181,6 +196,7 @@ def serve(
     from opensop.store.database import redact_url
 
     settings = _settings(host=host, port=port, database_url=database_url)
+    _check_database_url(settings)
     _ensure_port_free(settings.host, settings.port)
     service = _open_service(settings)
     workspace = settings.default_workspace

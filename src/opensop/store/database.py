@@ -56,28 +56,21 @@ class Database:
     dialect: DialectName
 
     def __init__(self, url: str, *, sqlite_synchronous: str = "FULL") -> None:
-        backend = _backend_name(url)
         self._redacted_url = redact_url(url)
         self._read_options: Mapping[str, Any]
         self._migrate_options: Mapping[str, Any]
         self._writer: GroupCommitWriter | None
-        if backend == "sqlite":
-            self.dialect = "sqlite"
+        self.dialect = dialect_of(url)
+        if self.dialect == "sqlite":
             self.engine = sqlite.create_engine(url, synchronous=sqlite_synchronous)
             self._read_options = sqlite.READ_OPTIONS
             self._migrate_options = sqlite.MIGRATE_OPTIONS
             self._writer = GroupCommitWriter(self.engine)
-        elif backend in ("postgresql", "postgres"):
-            self.dialect = "postgresql"
+        else:
             self.engine = postgres.create_engine(url)
             self._read_options = postgres.READ_OPTIONS
             self._migrate_options = {}
             self._writer = None
-        else:
-            raise ValueError(
-                f"unsupported database URL {self._redacted_url}: "
-                "use sqlite:///path/to/file.db or postgresql://user@host/dbname"
-            )
 
     def __repr__(self) -> str:
         return f"Database({self._redacted_url!r})"
@@ -229,6 +222,20 @@ def redact_url(url: str | URL) -> str:
     except sa.exc.ArgumentError:
         text = re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", str(url))
     return _SECRET_QUERY.sub(r"\1***", text)
+
+
+def dialect_of(url: str) -> DialectName:
+    """Which store a URL names; ValueError (with the URL redacted) when it names none we
+    support. Opens nothing."""
+    backend = _backend_name(url)
+    if backend == "sqlite":
+        return "sqlite"
+    if backend in ("postgresql", "postgres"):
+        return "postgresql"
+    raise ValueError(
+        f"unsupported database URL {redact_url(url)}: "
+        "use sqlite:///path/to/file.db or postgresql://user@host/dbname"
+    )
 
 
 def _backend_name(url: str) -> str:
